@@ -1,0 +1,68 @@
+"""Physics-level model of an optical random-projection unit (OPU). Pure computation, no I/O.
+
+Entry points:
+
+* :class:`Simulator` - binary patterns (b, n) -> camera frames (b, m), plus the noiseless field
+  and intensity;
+* :func:`realistic` / :func:`ideal` - device presets (:class:`OPUConfig`);
+* :mod:`opu.encoding` - ternarization, bit planes, thresholds;
+* :mod:`opu.linear` - linear projections from intensities (anchor, complement).
+"""
+
+from .config import (
+    CameraConfig,
+    DMDConfig,
+    LaserConfig,
+    MediumConfig,
+    OPUConfig,
+    Roi,
+    centred_roi,
+    ideal,
+    realistic,
+)
+from .dmd import pack_patterns, unpack_patterns
+from .encoding import BitPlanes, ternarize, thermometer_encode, threshold_encode
+from .errors import CapacityError, ConfigError, OPUError, PatternError, ShapeError
+from .linear import (
+    AnchorScheme,
+    ComplementScheme,
+    LinearCalibration,
+    LinearProjector,
+    LinearScheme,
+    SaturationWarning,
+    linear_transform,
+    make_scheme,
+)
+from .model import Simulator
+
+__all__ = [
+    "AnchorScheme",
+    "BitPlanes",
+    "CameraConfig",
+    "CapacityError",
+    "ComplementScheme",
+    "ConfigError",
+    "DMDConfig",
+    "LaserConfig",
+    "LinearCalibration",
+    "LinearProjector",
+    "LinearScheme",
+    "MediumConfig",
+    "OPUConfig",
+    "OPUError",
+    "PatternError",
+    "Roi",
+    "SaturationWarning",
+    "ShapeError",
+    "Simulator",
+    "centred_roi",
+    "ideal",
+    "linear_transform",
+    "make_scheme",
+    "pack_patterns",
+    "realistic",
+    "ternarize",
+    "thermometer_encode",
+    "threshold_encode",
+    "unpack_patterns",
+]

@@ -1,0 +1,219 @@
+"""The scattering medium: a complex Gaussian i.i.d. transmission matrix B (m x n), drift and grain.
+
+Entry ``B[i, j]`` couples mirror block ``j`` to camera pixel ``i``. It is a pure function of
+``(seed, absolute pixel id, absolute mirror id)``: the Threefry-2x32 hash of the counter
+``(pixel id, mirror id)`` gives two uniform 24-bit numbers that Box-Muller turns into a circular
+complex Gaussian ``sqrt(-ln u1) * exp(2i pi u2)`` with ``E|B_ij|^2 = 1`` (``|B_ij|^2`` exactly
+Exp(1) up to the 24-bit resolution of ``u1``, which truncates the tail at ``|B_ij|^2 < 17.3``).
+Because every entry is computed from its own counter, any block of rows and columns is
+bit-identical whatever block it was computed in, and a transform can stream through column
+blocks with bounded memory (:func:`streamed_field`).
+
+A macro-pixel of ``a`` mirrors is one column of variance ``a`` (the sum of ``a`` i.i.d. CN(0,1)
+columns has exactly that law); it is keyed by its top-left mirror.
+
+Layout used by the fast path: the real matrix ``W = [Re B^T | Im B^T]`` of shape (n, 2m), float32,
+so that one GEMM ``X @ W`` gives both quadratures of the field for a batch X (b, n).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import partial
+
+import jax
+import jax.extend.random as jxr
+import jax.numpy as jnp
+import numpy as np
+
+from .rng import Stream, threefry_key
+
+_TWO_PI = 2.0 * math.pi
+
+
+@jax.jit
+def complex_gaussian(keypair: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray):
+    """CN(0, 1) samples for the counters ``(rows[i], cols[j])``: returns (re, im), float32 (r, c).
+
+    ``rows`` (r,) and ``cols`` (c,) are uint32 absolute ids. Each part has variance 1/2.
+    """
+    r = jnp.broadcast_to(rows[:, None], (rows.shape[0], cols.shape[0]))
+    c = jnp.broadcast_to(cols[None, :], (rows.shape[0], cols.shape[0]))
+    bits = jxr.threefry_2x32(keypair, jnp.stack([r, c]))
+    # 24-bit uniforms; u1 in (0, 1] so the log is finite.
+    u1 = ((bits[0] >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
+    u2 = (bits[1] >> 8).astype(jnp.float32) * (1.0 / 16777216.0)
+    radius = jnp.sqrt(-jnp.log(u1))
+    angle = _TWO_PI * u2
+    return radius * jnp.cos(angle), radius * jnp.sin(angle)
+
+
+@partial(jax.jit, static_argnames=())
+def _w_block(keypair, pixel_ids, mirror_ids, col_scale):
+    re, im = complex_gaussian(keypair, pixel_ids, mirror_ids)
+    # W block: (n_block, 2m) = [Re B^T | Im B^T]
+    return jnp.concatenate([re.T, im.T], axis=1) * col_scale
+
+
+class TransmissionMatrix:
+    """B (m x n) of one device, generated on demand from its seed.
+
+    Parameters
+    ----------
+    seed:
+        Device seed.
+    pixel_ids:
+        (m,) absolute camera pixel ids of the outputs (row-major on a 2048-wide sensor grid).
+    mirror_ids:
+        (n,) absolute ids of the top-left mirror of each feature's macro-pixel.
+    mirrors_per_feature:
+        Macro-pixel area ``a``; columns are scaled by ``sqrt(a)`` so that ``E|B_ij|^2 = a``.
+    drift_step:
+        Index of the drift step (0 = the medium as built). Steps > 0 are produced by
+        :class:`DriftingMedium`.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        pixel_ids: np.ndarray,
+        mirror_ids: np.ndarray,
+        mirrors_per_feature: int = 1,
+    ) -> None:
+        self.seed = int(seed)
+        self.pixel_ids = np.asarray(pixel_ids, dtype=np.uint32)
+        self.mirror_ids = np.asarray(mirror_ids, dtype=np.uint32)
+        self.col_scale = float(math.sqrt(mirrors_per_feature))
+        self._key = threefry_key(self.seed, Stream.TRANSMISSION)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(m, n): outputs x features."""
+        return int(self.pixel_ids.size), int(self.mirror_ids.size)
+
+    def block(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """B[rows, cols] as complex64 (numpy). Bit-identical to the same entries of any block."""
+        re, im = complex_gaussian(
+            self._key, jnp.asarray(self.pixel_ids[rows]), jnp.asarray(self.mirror_ids[cols])
+        )
+        out = np.asarray(re) + 1j * np.asarray(im)
+        return (out * self.col_scale).astype(np.complex64)
+
+    def dense(self) -> np.ndarray:
+        """The whole B (m, n), complex64. Memory: 8 m n bytes."""
+        return self.block()
+
+    def w_block(self, cols: slice) -> jnp.ndarray:
+        """Rows ``cols`` of W = [Re B^T | Im B^T]: float32 (len(cols), 2m), on the JAX device."""
+        return _w_block(
+            self._key,
+            jnp.asarray(self.pixel_ids),
+            jnp.asarray(self.mirror_ids[cols]),
+            jnp.float32(self.col_scale),
+        )
+
+    def w_dense(self, block_features: int = 2048) -> jnp.ndarray:
+        """W (n, 2m) float32, built in feature blocks to bound the temporaries."""
+        n = self.shape[1]
+        parts = [self.w_block(slice(s, min(s + block_features, n))) for s in range(0, n, block_features)]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+
+    def iter_w_blocks(self, block_features: int) -> Iterator[tuple[slice, jnp.ndarray]]:
+        """Yield (feature slice, W rows) pairs covering all features, ``block_features`` at a time."""
+        n = self.shape[1]
+        for s in range(0, n, block_features):
+            sl = slice(s, min(s + block_features, n))
+            yield sl, self.w_block(sl)
+
+
+@jax.jit
+def _field_from_w(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    return x @ w
+
+
+def streamed_field(
+    tm: TransmissionMatrix, x: np.ndarray, block_features: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Field B x for a batch x (b, n) without ever holding B: returns (re, im), float32 (b, m).
+
+    Peak memory is about ``block_features * 2m * 4`` bytes for the W block plus its generation
+    temporaries (a few times that), independent of n. Equal to the dense product up to the
+    float32 summation order (the per-block partial sums are added in a fixed order).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    m = tm.shape[0]
+    acc = jnp.zeros((x.shape[0], 2 * m), dtype=jnp.float32)
+    for sl, w in tm.iter_w_blocks(block_features):
+        xs = x[:, sl]
+        if not xs.any():
+            continue  # dark mirrors contribute nothing: skip generating their product
+        acc = acc + _field_from_w(jnp.asarray(xs), w)
+    acc = np.asarray(acc)
+    return acc[:, :m], acc[:, m:]
+
+
+@jax.jit
+def _ou_step(w: jnp.ndarray, noise: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
+    return a * w + jnp.sqrt(1.0 - a * a) * noise
+
+
+class DriftingMedium:
+    """Dense W that decorrelates as an Ornstein-Uhlenbeck process: corr(B(0), B(t)) = exp(-t/tau).
+
+    Time is quantised in steps of ``step_s``; step k is
+    ``W_k = a W_{k-1} + sqrt(1 - a^2) G_k`` with ``a = exp(-step_s / tau)`` and ``G_k`` a fresh
+    i.i.d. matrix of the same law (keyed by (seed, k)), so W_k is again CN(0, a) i.i.d. and
+    ``corr(W_0, W_k) = a^k``. Jumps over many idle steps use the exact s-step transition
+    ``a^s W + sqrt(1 - a^{2s}) G``; the realisation then depends on where jumps happen, not the law.
+    """
+
+    def __init__(self, tm: TransmissionMatrix, tau_s: float | None, step_s: float) -> None:
+        self.tm = tm
+        self.tau_s = tau_s
+        self.step_s = float(step_s)
+        self.step = 0
+        self._w: jnp.ndarray | None = None
+
+    @property
+    def w(self) -> jnp.ndarray:
+        """Current W (n, 2m), float32, built lazily on first use."""
+        if self._w is None:
+            self._w = self.tm.w_dense()
+        return self._w
+
+    def _innovation(self, step: int) -> jnp.ndarray:
+        key = threefry_key(self.tm.seed, Stream.DRIFT, step)
+        n = self.tm.shape[1]
+        parts = []
+        for s in range(0, n, 2048):
+            sl = slice(s, min(s + 2048, n))
+            parts.append(
+                _w_block(
+                    key,
+                    jnp.asarray(self.tm.pixel_ids),
+                    jnp.asarray(self.tm.mirror_ids[sl]),
+                    jnp.float32(self.tm.col_scale),
+                )
+            )
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+
+    def advance_to_step(self, target: int, exact_steps: bool = True) -> None:
+        """Move to drift step ``target`` (>= current). ``exact_steps``: one update per step."""
+        if self.tau_s is None or target <= self.step:
+            self.step = max(self.step, target)
+            return
+        w = self.w
+        if exact_steps:
+            a = jnp.float32(math.exp(-self.step_s / self.tau_s))
+            for k in range(self.step + 1, target + 1):
+                w = _ou_step(w, self._innovation(k), a)
+        else:
+            a = jnp.float32(math.exp(-(target - self.step) * self.step_s / self.tau_s))
+            w = _ou_step(w, self._innovation(target), a)
+        self._w = w
+        self.step = target
+
+    def step_at(self, t_s: float) -> int:
+        """Drift step index in force at device time ``t_s``."""
+        return math.floor(t_s / self.step_s + 1e-9)

@@ -1,0 +1,233 @@
+"""The simulated OPU: binary patterns (b, n) in, camera frames (b, m) out.
+
+>>> import numpy as np, opu
+>>> sim = opu.Simulator(opu.realistic(seed=1, n_outputs=1024), n_features=256)
+>>> x = np.random.default_rng(0).integers(0, 2, size=(8, 256), dtype=np.uint8)
+>>> sim.acquire(x).shape, sim.acquire(x).dtype
+((8, 1024), dtype('uint8'))
+
+Pipeline per frame (docs/physics.md): field ``E = B x`` (one float32 GEMM against
+``W = [Re B^T | Im B^T]``) -> optional speckle grain (a Gaussian filter of the field over the camera
+plane) -> intensity ``|E|^2`` -> photons ``= photons_per_mirror_us * exposure_us * laser_f * |E|^2``
+-> camera (:mod:`opu.camera`). ``E|B_ij|^2`` equals the number of mirrors of feature j, so the mean
+photon count of a pixel is proportional to the number of lit mirrors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import partial
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .camera import Camera, roi_pixel_ids
+from .config import OPUConfig
+from .dmd import as_pattern_batch, feature_mirror_ids
+from .errors import ConfigError
+from .medium import DriftingMedium, TransmissionMatrix, streamed_field
+from .timing import DeviceClock
+
+#: Dense W above this size switches ``tm_mode="auto"`` to streaming.
+DENSE_LIMIT_BYTES = 4 * 2**30
+
+
+def _grain_matrix(size_out: int, halo: int, sigma_px: float) -> np.ndarray:
+    """Banded (size_out, size_out + 2 halo) Gaussian filter matrix with unit energy per row."""
+    offsets = np.arange(-halo, halo + 1)
+    k = np.exp(-(offsets**2) / (2.0 * sigma_px**2))
+    k /= np.sqrt((k**2).sum())  # keeps E|E|^2 of an i.i.d. field
+    g = np.zeros((size_out, size_out + 2 * halo), dtype=np.float32)
+    for i in range(size_out):
+        g[i, i : i + 2 * halo + 1] = k
+    return g
+
+
+@partial(jax.jit, static_argnames=("m",))
+def _field_parts(x: jnp.ndarray, w: jnp.ndarray, m: int):
+    f = x @ w
+    return f[:, :m], f[:, m:]
+
+
+@jax.jit
+def _intensity_dense(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    f = x @ w
+    m = f.shape[1] // 2
+    return f[:, :m] ** 2 + f[:, m:] ** 2
+
+
+@jax.jit
+def _grain(re, im, gh, gw):
+    # re, im: (b, H_ext, W_ext) -> filtered (b, h, w) along both axes
+    def filt(a):
+        a = jnp.einsum("hH,bHW->bhW", gh, a)
+        return jnp.einsum("wW,bhW->bhw", gw, a)
+
+    return filt(re), filt(im)
+
+
+class Simulator:
+    """A physics-level model of one OPU.
+
+    Parameters
+    ----------
+    config:
+        Device description (:func:`opu.realistic`, :func:`opu.ideal` or your own).
+    n_features:
+        Number of input features n; each is one macro-pixel of the DMD input ROI.
+    tm_mode:
+        ``"dense"`` keeps W = [Re B^T | Im B^T] (8 n m bytes) for speed; ``"streamed"`` regenerates
+        B in feature blocks at every call (bounded memory, no drift); ``"auto"`` picks dense below
+        4 GiB.
+
+    Attributes
+    ----------
+    clock:
+        Frames, device time and energy so far (:class:`opu.timing.DeviceClock`).
+    """
+
+    def __init__(
+        self,
+        config: OPUConfig,
+        n_features: int,
+        tm_mode: Literal["auto", "dense", "streamed"] = "auto",
+        stream_block_features: int = 1024,
+    ) -> None:
+        if not isinstance(config, OPUConfig):
+            raise ConfigError(f"config must be an opu.OPUConfig, got {type(config).__name__}")
+        self.config = config
+        self.n_features = int(n_features)
+        cam = config.camera
+        mirror_ids = feature_mirror_ids(config.dmd, self.n_features)
+        grain = config.medium.speckle_grain_px
+        # Field correlation exp(-d^2 / rho^2) <=> Gaussian filter of std rho / 2 (docs/physics.md).
+        self._grain_sigma = grain / 2.0
+        self._halo = math.ceil(3 * self._grain_sigma) if grain > 0 else 0
+        pixel_ids = roi_pixel_ids(cam, self._halo)
+        self.tm = TransmissionMatrix(
+            config.seed, pixel_ids, mirror_ids, config.dmd.macro_pixel_mirrors**2
+        )
+        m_ext = pixel_ids.size
+        dense_bytes = 8 * m_ext * self.n_features
+        if tm_mode == "auto":
+            tm_mode = "dense" if dense_bytes <= DENSE_LIMIT_BYTES else "streamed"
+        if tm_mode not in ("dense", "streamed"):
+            raise ConfigError(f"tm_mode must be 'auto', 'dense' or 'streamed', got {tm_mode!r}")
+        if tm_mode == "streamed" and config.medium.drift_time_constant_s is not None:
+            raise ConfigError(
+                "a drifting medium needs the dense transmission matrix (tm_mode='dense', "
+                f"{dense_bytes / 2**30:.1f} GiB); set medium.drift_time_constant_s=None to stream"
+            )
+        self.tm_mode = tm_mode
+        self.stream_block_features = int(stream_block_features)
+        self.medium = DriftingMedium(
+            self.tm, config.medium.drift_time_constant_s, config.medium.drift_step_s
+        )
+        self.camera = Camera(cam, config.seed)
+        self.clock = DeviceClock(electrical_power_w=config.electrical_power_w)
+        if self._halo:
+            r = cam.roi
+            self._gh = jnp.asarray(_grain_matrix(r.height_px, self._halo, self._grain_sigma))
+            self._gw = jnp.asarray(_grain_matrix(r.width_px, self._halo, self._grain_sigma))
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def n_outputs(self) -> int:
+        """m, the number of camera pixels in the output ROI."""
+        return self.config.camera.n_outputs
+
+    @property
+    def frame_dtype(self) -> np.dtype:
+        return np.dtype(self.config.camera.output_dtype)
+
+    @property
+    def photons_per_unit_intensity(self) -> float:
+        """Mean photons per pixel per unit of |Bx|^2 at the configured exposure."""
+        return self.config.laser.photons_per_mirror_us * self.config.camera.exposure_us
+
+    # ------------------------------------------------------------------ noiseless access
+    def field(self, patterns: object) -> np.ndarray:
+        """Noiseless field B x, complex64 (b, m) (or (m,) for one pattern), current drift state."""
+        x, single = as_pattern_batch(patterns, self.n_features)
+        re, im = self._field(x)
+        out = (re + 1j * im).astype(np.complex64)
+        return out[0] if single else out
+
+    def intensity(self, patterns: object) -> np.ndarray:
+        """Noiseless speckle intensity |B x|^2, float32 (b, m), in units of E|B_ij|^2 = 1/mirror."""
+        x, single = as_pattern_batch(patterns, self.n_features)
+        out = self._intensity(x)
+        return out[0] if single else out
+
+    def _field(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m_ext = self.tm.shape[0]
+        if self.tm_mode == "dense":
+            re, im = _field_parts(jnp.asarray(x, dtype=jnp.float32), self.medium.w, m_ext)
+        else:
+            re, im = streamed_field(self.tm, x, self.stream_block_features)
+        if self._halo:
+            r = self.config.camera.roi
+            shape = (x.shape[0], r.height_px + 2 * self._halo, r.width_px + 2 * self._halo)
+            re, im = _grain(
+                jnp.reshape(jnp.asarray(re), shape), jnp.reshape(jnp.asarray(im), shape),
+                self._gh, self._gw,
+            )
+            re = jnp.reshape(re, (x.shape[0], -1))
+            im = jnp.reshape(im, (x.shape[0], -1))
+        return np.asarray(re), np.asarray(im)
+
+    def _intensity(self, x: np.ndarray) -> np.ndarray:
+        if self.tm_mode == "dense" and not self._halo:
+            return np.asarray(_intensity_dense(jnp.asarray(x, dtype=jnp.float32), self.medium.w))
+        re, im = self._field(x)
+        return re * re + im * im
+
+    # ------------------------------------------------------------------ acquisition
+    def acquire(self, patterns: object) -> np.ndarray:
+        """Camera frames for a batch of binary patterns: (b, n) -> (b, m) uint8/uint16/float32.
+
+        Advances the device clock by b frames; the medium drifts between frames at its configured
+        step (frames are grouped by drift step, so chunking a batch never changes the result).
+        """
+        x, single = as_pattern_batch(patterns, self.n_features)
+        b = x.shape[0]
+        cam = self.config.camera
+        starts = self.clock.frame_start_times(b, cam.frame_time_us)
+        steps = np.array([self.medium.step_at(t) for t in starts]) if self.medium.tau_s else None
+        first = self.clock.frames
+        frames = np.empty((b, self.n_outputs), dtype=self.frame_dtype)
+        for lo, hi in _runs(steps, b):
+            if steps is not None:
+                self.medium.advance_to_step(int(steps[lo]))
+            idx = np.arange(first + lo, first + hi)
+            frames[lo:hi] = self.camera.expose(
+                self._intensity(x[lo:hi]),
+                self.photons_per_unit_intensity,
+                idx,
+                self.config.laser.power_fluctuation_rel,
+            )
+        self.clock.tick_frames(b, cam.frame_time_us)
+        return frames[0] if single else frames
+
+    def dark_frame_mean_dn(self) -> np.ndarray:
+        """Expected dark level per pixel (m,), DN: black level + K (dark current t + DSNU)."""
+        c = self.config.camera
+        dark_e = c.dark_current_e_per_s * c.exposure_us * 1e-6
+        return c.black_level_dn + c.system_gain_dn_per_e * (dark_e + self.camera.dsnu_e)
+
+    def idle(self, seconds: float) -> None:
+        """Let ``seconds`` of device time pass with no frames; the medium drifts meanwhile."""
+        self.clock.idle(seconds)
+        if self.medium.tau_s:
+            self.medium.advance_to_step(self.medium.step_at(self.clock.device_time_s), exact_steps=False)
+
+
+def _runs(steps: np.ndarray | None, b: int) -> list[tuple[int, int]]:
+    """Split [0, b) into runs of equal drift step."""
+    if steps is None or b == 0:
+        return [(0, b)]
+    cuts = [0, *list(np.flatnonzero(np.diff(steps)) + 1), b]
+    return list(itertools.pairwise(cuts))
