@@ -133,6 +133,34 @@ class Simulator:
             self._gh = jnp.asarray(_grain_matrix(r.height_px, self._halo, self._grain_sigma))
             self._gw = jnp.asarray(_grain_matrix(r.width_px, self._halo, self._grain_sigma))
 
+    def reconfigure(self, config: OPUConfig) -> None:
+        """Switch to ``config`` keeping what it leaves physically unchanged.
+
+        Camera-only changes (exposure, gain, bit depth, noise figures) keep the transmission matrix,
+        its drift state and the clock; a new seed, DMD mapping, medium or camera ROI rebuilds the
+        optics (the clock is kept: the device does not forget the time it has run).
+        """
+        if not isinstance(config, OPUConfig):
+            raise ConfigError(f"config must be an opu.OPUConfig, got {type(config).__name__}")
+        old = self.config
+        same_optics = (
+            config.seed == old.seed
+            and config.dmd == old.dmd
+            and config.medium == old.medium
+            and config.camera.roi == old.camera.roi
+            and config.camera.sensor_height_px == old.camera.sensor_height_px
+            and config.camera.sensor_width_px == old.camera.sensor_width_px
+        )
+        if not same_optics:
+            clock = self.clock
+            self.__init__(config, self.n_features, self.tm_mode, self.stream_block_features)
+            self.clock = clock
+            self.clock.electrical_power_w = config.electrical_power_w
+            return
+        self.config = config
+        self.camera = Camera(config.camera, config.seed)
+        self.clock.electrical_power_w = config.electrical_power_w
+
     # ------------------------------------------------------------------ geometry
     @property
     def n_outputs(self) -> int:

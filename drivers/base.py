@@ -1,0 +1,381 @@
+"""The one ``Device`` interface every host application uses, whatever is behind it.
+
+A concrete device (in-process simulator, VISA instrument) implements a handful of primitives
+(``_open``, ``_close``, ``_query_identity``, ``_read_settings``, ``_write_settings``,
+``_run_sequence``, ``_query_status``, ``_wait``); everything a user calls - validation, batching
+beyond the pattern memory, the progress bar, counters, linear projections - lives here once, so the
+two paths cannot drift apart.
+
+    >>> import drivers                                          # doctest: +SKIP
+    >>> with drivers.connect("sim") as dev:                     # doctest: +SKIP
+    ...     dev.configure(n_features=64, exposure_us=200)
+    ...     frames = dev.acquire(patterns)        # (b, 64) 0/1 -> (b, m) uint8
+    ...     y = dev.linear_transform(errors)      # (b, n) real or ternary -> (b, m) float64
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import opu
+from opu.config import (
+    CAMERA_MAX_HEIGHT_PX,
+    CAMERA_MAX_WIDTH_PX,
+    DMD_MAX_HEIGHT_MIRRORS,
+    DMD_MAX_WIDTH_MIRRORS,
+)
+from opu.dmd import as_pattern_batch, pack_patterns
+
+from .errors import DriverError
+
+#: acquisitions of more frames than this show a progress bar (unless ``progress=False``)
+PROGRESS_MIN_FRAMES = 2000
+
+
+class InputRoi(BaseModel):
+    """Input region of interest on the DMD, in mirrors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    row: int = Field(0, ge=0, lt=DMD_MAX_HEIGHT_MIRRORS)
+    col: int = Field(0, ge=0, lt=DMD_MAX_WIDTH_MIRRORS)
+    height_mirrors: int = Field(DMD_MAX_HEIGHT_MIRRORS, ge=1, le=DMD_MAX_HEIGHT_MIRRORS)
+    width_mirrors: int = Field(DMD_MAX_WIDTH_MIRRORS, ge=1, le=DMD_MAX_WIDTH_MIRRORS)
+
+    @model_validator(mode="after")
+    def _inside(self) -> InputRoi:
+        if self.row + self.height_mirrors > DMD_MAX_HEIGHT_MIRRORS or (
+            self.col + self.width_mirrors > DMD_MAX_WIDTH_MIRRORS
+        ):
+            raise ValueError(
+                f"input ROI ({self.row}, {self.col}, {self.height_mirrors}, {self.width_mirrors}) "
+                f"leaves the {DMD_MAX_HEIGHT_MIRRORS}x{DMD_MAX_WIDTH_MIRRORS} DMD"
+            )
+        return self
+
+
+class CameraRoi(BaseModel):
+    """Output region of interest on the camera, in pixels (m = height_px * width_px outputs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    row: int = Field(0, ge=0, lt=CAMERA_MAX_HEIGHT_PX)
+    col: int = Field(0, ge=0, lt=CAMERA_MAX_WIDTH_PX)
+    height_px: int = Field(..., ge=1, le=CAMERA_MAX_HEIGHT_PX)
+    width_px: int = Field(..., ge=1, le=CAMERA_MAX_WIDTH_PX)
+
+    @property
+    def n_pixels(self) -> int:
+        return self.height_px * self.width_px
+
+
+class DeviceSettings(BaseModel):
+    """Everything a host may configure, validated before anything is sent to the device.
+
+    Ranges here are the protocol's hard limits (docs/protocol.md); a device may refuse a value
+    inside them that its own hardware cannot do (it then raises :class:`DeviceError`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    n_features: int = Field(1024, ge=1, le=DMD_MAX_HEIGHT_MIRRORS * DMD_MAX_WIDTH_MIRRORS)
+    exposure_us: float = Field(400.0, ge=1.0, le=1e6)
+    frame_time_us: float = Field(500.0, ge=1.0, le=1e7)
+    bit_depth: Literal[8, 10, 12] = 8
+    analog_gain_db: float = Field(0.0, ge=0.0, le=24.0)
+    camera_roi: CameraRoi = Field(
+        default_factory=lambda: CameraRoi(row=508, col=928, height_px=64, width_px=64)
+    )
+    input_roi: InputRoi = Field(default_factory=InputRoi)
+    macro_pixel_mirrors: int = Field(1, ge=1, le=DMD_MAX_HEIGHT_MIRRORS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceSettings:
+        if self.frame_time_us < self.exposure_us:
+            raise ValueError(
+                f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}"
+            )
+        r = self.input_roi
+        cap = (r.height_mirrors // self.macro_pixel_mirrors) * (r.width_mirrors // self.macro_pixel_mirrors)
+        if self.n_features > cap:
+            raise ValueError(
+                f"n_features={self.n_features} does not fit the {r.height_mirrors}x{r.width_mirrors}"
+                f"-mirror input ROI with {self.macro_pixel_mirrors}-mirror macro-pixels (max {cap})"
+            )
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        return self.camera_roi.n_pixels
+
+    @property
+    def adc_max_dn(self) -> int:
+        return 2**self.bit_depth - 1
+
+    @property
+    def frame_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.bit_depth <= 8 else np.uint16)
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """``*IDN?`` fields."""
+
+    manufacturer: str
+    model: str
+    serial: str
+    firmware: str
+
+    @property
+    def is_simulated(self) -> bool:
+        """True for the emulator and the in-process simulator (model name ends with ``-SIM``)."""
+        return self.model.upper().endswith("-SIM")
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """Device-side status and counters."""
+
+    laser_on: bool
+    temperature_c: float
+    frames_total: int
+    device_time_s: float
+
+
+class Device(ABC):
+    """An OPU as the host sees it. Use :func:`drivers.connect` to get one.
+
+    Parameters
+    ----------
+    resource:
+        The URI or VISA resource string (appears in every error).
+    """
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+        self._is_open = False
+        self._settings: DeviceSettings | None = None
+        self._projectors: dict[tuple[Any, ...], opu.LinearProjector] = {}
+        #: frames this host object acquired, and the device time they took (s)
+        self.frames_acquired = 0
+        self.device_time_s = 0.0
+        #: host wall time spent in acquisitions (s)
+        self.host_time_s = 0.0
+
+    # ------------------------------------------------------------------ primitives
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _query_identity(self) -> DeviceIdentity: ...
+
+    @abstractmethod
+    def _read_settings(self) -> DeviceSettings: ...
+
+    @abstractmethod
+    def _write_settings(self, settings: DeviceSettings) -> None:
+        """Send every field that differs from the device's current settings."""
+
+    @abstractmethod
+    def _pattern_memory(self) -> int:
+        """Most patterns one sequence may hold."""
+
+    @abstractmethod
+    def _run_sequence(self, packed: np.ndarray) -> np.ndarray:
+        """Upload bit-packed patterns (b, ceil(n/8)) uint8, acquire, fetch frames (b, m)."""
+
+    @abstractmethod
+    def _query_status(self) -> DeviceStatus: ...
+
+    @abstractmethod
+    def _wait(self, seconds: float) -> None:
+        """Let ``seconds`` of device time pass (sleep on hardware, simulated idle on a simulator)."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> Device:
+        """Connect (idempotent). Returns self."""
+        if not self._is_open:
+            self._open()
+            self._is_open = True
+            self._settings = self._read_settings()
+        return self
+
+    def close(self) -> None:
+        """Disconnect (idempotent); the device is left as it is."""
+        if self._is_open:
+            self._is_open = False
+            self._projectors.clear()
+            self._close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._is_open
+
+    def __enter__(self) -> Device:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if not self._is_open:
+            raise DriverError("the device is not open: call open() or use it as a context manager",
+                              resource=self.resource)
+
+    # ------------------------------------------------------------------ identity, settings
+    @property
+    def identity(self) -> DeviceIdentity:
+        self._require_open()
+        return self._query_identity()
+
+    @property
+    def settings(self) -> DeviceSettings:
+        """Current settings (cached; the device is the source of truth after each configure)."""
+        self._require_open()
+        assert self._settings is not None
+        return self._settings
+
+    def configure(self, settings: DeviceSettings | None = None, **changes: Any) -> DeviceSettings:
+        """Validate and apply settings: a whole :class:`DeviceSettings` and/or field changes.
+
+        ``dev.configure(exposure_us=200, camera_roi={"row": 0, "col": 0, "height_px": 32,
+        "width_px": 32})``. Invalid values raise ``pydantic.ValidationError`` before anything
+        is sent. Returns the settings the device reports afterwards.
+        """
+        self._require_open()
+        base = settings if settings is not None else self.settings
+        new = DeviceSettings.model_validate({**base.model_dump(), **_dump(changes)})
+        self._write_settings(new)
+        self._settings = self._read_settings()
+        self._projectors.clear()  # calibrations depend on the settings
+        return self._settings
+
+    @property
+    def n_features(self) -> int:
+        return self.settings.n_features
+
+    @property
+    def n_outputs(self) -> int:
+        return self.settings.n_outputs
+
+    @property
+    def pattern_memory(self) -> int:
+        self._require_open()
+        return self._pattern_memory()
+
+    def status(self) -> DeviceStatus:
+        self._require_open()
+        return self._query_status()
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of device time pass without frames (the medium keeps drifting)."""
+        self._require_open()
+        if not np.isfinite(seconds) or seconds < 0:
+            raise DriverError(f"wait time must be a finite number of seconds >= 0, got {seconds!r}",
+                              resource=self.resource)
+        self._wait(float(seconds))
+
+    # ------------------------------------------------------------------ acquisition
+    def acquire(self, patterns: object, progress: bool | None = None) -> np.ndarray:
+        """Camera frames for binary patterns: (b, n) or (n,) 0/1 -> (b, m) or (m,) uint8/uint16.
+
+        Batches larger than the device's pattern memory are acquired in several sequences; a
+        progress bar is shown above :data:`PROGRESS_MIN_FRAMES` frames (``progress`` forces it on
+        or off). On any failure the error propagates and no partial array is returned.
+        """
+        self._require_open()
+        x, single = as_pattern_batch(patterns, self.n_features)
+        b = x.shape[0]
+        out = np.empty((b, self.n_outputs), dtype=self.settings.frame_dtype)
+        chunk = max(1, self.pattern_memory)
+        show = (b >= PROGRESS_MIN_FRAMES) if progress is None else progress
+        bar = _progress_bar(b, show, self.resource)
+        started = time.perf_counter()
+        try:
+            for lo in range(0, b, chunk):
+                hi = min(lo + chunk, b)
+                frames = self._run_sequence(pack_patterns(x[lo:hi]))
+                if frames.shape != (hi - lo, self.n_outputs):
+                    raise DriverError(
+                        f"device returned frames of shape {frames.shape}, expected "
+                        f"{(hi - lo, self.n_outputs)}", resource=self.resource)
+                out[lo:hi] = frames
+                bar.update(hi - lo)
+        finally:
+            bar.close()
+        self.frames_acquired += b
+        self.device_time_s += b * self.settings.frame_time_us * 1e-6
+        self.host_time_s += time.perf_counter() - started
+        return out[0] if single else out
+
+    def transform(self, x: object) -> np.ndarray:
+        """The optical transform |B x|^2 of binary x as measured: frames (b, m) (alias of acquire)."""
+        return self.acquire(x)
+
+    def _acquire_for_projection(self, patterns: np.ndarray) -> np.ndarray:
+        return self.acquire(patterns, progress=None)
+
+    def projector(self, n_features: int, scheme: str = "anchor", precision: int = 8,
+                  **scheme_options: Any) -> opu.LinearProjector:
+        """The (cached) linear projector for ``n_features`` data features with ``scheme``.
+
+        Sets the device's ``n_features`` to what the scheme needs (data + anchor features) if it
+        differs: features are laid out in a fixed raster order, so the data features keep their
+        mirrors and hence their columns of B.
+        """
+        key = (n_features, scheme, precision, tuple(sorted(scheme_options.items())))
+        proj = self._projectors.get(key)
+        if proj is None:
+            sch = opu.make_scheme(scheme, n_features, adc_max_dn=self.settings.adc_max_dn,
+                                  **scheme_options)
+            if self.n_features != sch.device_features:
+                self.configure(n_features=sch.device_features)
+            proj = opu.LinearProjector(self._acquire_for_projection, sch, precision)
+            self._projectors[key] = proj
+        return proj
+
+    def linear_transform(self, x: object, scheme: str = "anchor", precision: int = 8,
+                         **scheme_options: Any) -> np.ndarray:
+        """A x with A real i.i.d. N(0, 1) (m x n), from intensity frames (opu.linear).
+
+        ``x`` (b, n) or (n,) real: ternary values {-1, 0, 1} cost 4 frames per vector, other
+        reals are bit-plane encoded (4 x ``precision`` frames per vector). The first call for a
+        given (n, scheme) measures the scheme's calibration frames; :meth:`recalibrate` repeats it.
+        """
+        self._require_open()
+        a = np.asarray(x)
+        if a.ndim not in (1, 2):
+            raise opu.ShapeError(f"x must be (n,) or (batch, n), got shape {a.shape}")
+        proj = self.projector(a.shape[-1], scheme, precision, **scheme_options)
+        return proj.transform(a)
+
+    def recalibrate(self) -> None:
+        """Forget the linear calibrations (after drift, or a change made outside this object)."""
+        for proj in self._projectors.values():
+            proj.recalibrate()
+
+
+def _dump(changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in changes.items()}
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool, resource: str) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", desc=f"acquire {resource}", leave=False)
