@@ -95,9 +95,7 @@ class DeviceSettings(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DeviceSettings:
         if self.frame_time_us < self.exposure_us:
-            raise ValueError(
-                f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}"
-            )
+            raise ValueError(f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}")
         r = self.input_roi
         cap = (r.height_mirrors // self.macro_pixel_mirrors) * (r.width_mirrors // self.macro_pixel_mirrors)
         if self.n_features > cap:
@@ -225,8 +223,9 @@ class Device(ABC):
 
     def _require_open(self) -> None:
         if not self._is_open:
-            raise DriverError("the device is not open: call open() or use it as a context manager",
-                              resource=self.resource)
+            raise DriverError(
+                "the device is not open: call open() or use it as a context manager", resource=self.resource
+            )
 
     # ------------------------------------------------------------------ identity, settings
     @property
@@ -277,8 +276,9 @@ class Device(ABC):
         """Let ``seconds`` of device time pass without frames (the medium keeps drifting)."""
         self._require_open()
         if not np.isfinite(seconds) or seconds < 0:
-            raise DriverError(f"wait time must be a finite number of seconds >= 0, got {seconds!r}",
-                              resource=self.resource)
+            raise DriverError(
+                f"wait time must be a finite number of seconds >= 0, got {seconds!r}", resource=self.resource
+            )
         self._wait(float(seconds))
 
     # ------------------------------------------------------------------ acquisition
@@ -304,7 +304,9 @@ class Device(ABC):
                 if frames.shape != (hi - lo, self.n_outputs):
                     raise DriverError(
                         f"device returned frames of shape {frames.shape}, expected "
-                        f"{(hi - lo, self.n_outputs)}", resource=self.resource)
+                        f"{(hi - lo, self.n_outputs)}",
+                        resource=self.resource,
+                    )
                 out[lo:hi] = frames
                 bar.update(hi - lo)
         finally:
@@ -321,8 +323,9 @@ class Device(ABC):
     def _acquire_for_projection(self, patterns: np.ndarray) -> np.ndarray:
         return self.acquire(patterns, progress=None)
 
-    def projector(self, n_features: int, scheme: str = "anchor", precision: int = 8,
-                  **scheme_options: Any) -> opu.LinearProjector:
+    def projector(
+        self, n_features: int, scheme: str = "anchor", precision: int = 8, **scheme_options: Any
+    ) -> opu.LinearProjector:
         """The (cached) linear projector for ``n_features`` data features with ``scheme``.
 
         Sets the device's ``n_features`` to what the scheme needs (data + anchor features) if it
@@ -332,16 +335,16 @@ class Device(ABC):
         key = (n_features, scheme, precision, tuple(sorted(scheme_options.items())))
         proj = self._projectors.get(key)
         if proj is None:
-            sch = opu.make_scheme(scheme, n_features, adc_max_dn=self.settings.adc_max_dn,
-                                  **scheme_options)
+            sch = opu.make_scheme(scheme, n_features, adc_max_dn=self.settings.adc_max_dn, **scheme_options)
             if self.n_features != sch.device_features:
                 self.configure(n_features=sch.device_features)
             proj = opu.LinearProjector(self._acquire_for_projection, sch, precision)
             self._projectors[key] = proj
         return proj
 
-    def linear_transform(self, x: object, scheme: str = "anchor", precision: int = 8,
-                         **scheme_options: Any) -> np.ndarray:
+    def linear_transform(
+        self, x: object, scheme: str = "anchor", precision: int = 8, **scheme_options: Any
+    ) -> np.ndarray:
         """A x with A real i.i.d. N(0, 1) (m x n), from intensity frames (opu.linear).
 
         ``x`` (b, n) or (n,) real: ternary values {-1, 0, 1} cost 4 frames per vector, other
@@ -356,9 +359,79 @@ class Device(ABC):
         return proj.transform(a)
 
     def recalibrate(self) -> None:
-        """Forget the linear calibrations (after drift, or a change made outside this object)."""
+        """Repeat the linear calibrations (after drift, or a change made outside this object)."""
         for proj in self._projectors.values():
             proj.recalibrate()
+
+    # ------------------------------------------------------------------ simulator only (SIM:)
+    def _require_simulated(self, what: str) -> None:
+        self._require_open()
+        if not self.identity.is_simulated:
+            raise DriverError(
+                f"{what} exists only on a simulated device (SIM: subsystem); "
+                f"{self.identity.model} is real hardware",
+                resource=self.resource,
+            )
+
+    def _sim(self, name: str, value: str) -> None:
+        """Send ``SIM:<name> <value>`` (or its in-process equivalent). Simulated devices override."""
+        raise DriverError(f"this device type does not implement SIM:{name}", resource=self.resource)
+
+    def set_seed(self, seed: int) -> None:
+        """Re-seed the simulated device (transmission matrix, noise maps, frame noise) and reset
+        its frame counter: the same seed and the same patterns give bit-identical frames."""
+        self._require_simulated("set_seed")
+        if not (isinstance(seed, int | np.integer) and 0 <= int(seed) < 2**32):
+            raise DriverError(f"seed must be an integer in [0, 2**32), got {seed!r}", resource=self.resource)
+        self._sim("SEED", str(int(seed)))
+        self._projectors.clear()
+
+    def set_noise(self, on: bool) -> None:
+        """Switch the simulated device's frame noise on or off (off: expected values, quantized)."""
+        self._require_simulated("set_noise")
+        self._sim("NOIS", "ON" if on else "OFF")
+        self._projectors.clear()
+
+    def inject_fault(self, kind: str, arg: int | None = None) -> None:
+        """Arm one emulator fault (docs/protocol.md, ``SIM:FAUL``): ``"DROP"``, ``"DELAY"`` (arg ms),
+        ``"TRUNC"``, ``"CORR"``, ``"ERR"`` (arg: error code), ``"SAT"``, or ``"CLE"`` (clear)."""
+        self._require_simulated("inject_fault")
+        kinds = ("DROP", "DELAY", "TRUNC", "CORR", "ERR", "SAT", "CLE")
+        k = str(kind).upper()
+        if k not in kinds:
+            raise DriverError(f"unknown fault {kind!r}; choose one of {kinds}", resource=self.resource)
+        if (k in ("DELAY", "ERR")) != (arg is not None):
+            raise DriverError(
+                f"fault {k} {'needs' if k in ('DELAY', 'ERR') else 'takes no'} argument",
+                resource=self.resource,
+            )
+        self._sim("FAUL", k if arg is None else f"{k},{int(arg)}")
+
+
+def settings_changes(old: DeviceSettings, new: DeviceSettings) -> list[tuple[str, Any]]:
+    """The (field, value) writes turning ``old`` into ``new``, in an order valid at every step.
+
+    Exposure and frame time are ordered so that ``frame_time_us >= exposure_us`` always holds; when
+    the input ROI or the macro-pixel changes, ``n_features`` is first lowered to 1 (which fits any
+    ROI) and set to its new value last. Both device paths use this order, so they fail alike.
+    """
+    out: list[tuple[str, Any]] = []
+    if new.exposure_us != old.exposure_us or new.frame_time_us != old.frame_time_us:
+        exp, ftim = ("exposure_us", new.exposure_us), ("frame_time_us", new.frame_time_us)
+        out += [ftim, exp] if new.exposure_us > old.frame_time_us else [exp, ftim]
+    for name in ("bit_depth", "analog_gain_db", "camera_roi"):
+        if getattr(new, name) != getattr(old, name):
+            out.append((name, getattr(new, name)))
+    dmd_changed = new.input_roi != old.input_roi or new.macro_pixel_mirrors != old.macro_pixel_mirrors
+    if dmd_changed:
+        if old.n_features != 1:
+            out.append(("n_features", 1))
+        roi, macro = ("input_roi", new.input_roi), ("macro_pixel_mirrors", new.macro_pixel_mirrors)
+        # a larger macro-pixel may need the new (larger) ROI first, a smaller ROI the smaller macro
+        out += [roi, macro] if new.macro_pixel_mirrors > old.macro_pixel_mirrors else [macro, roi]
+    if new.n_features != old.n_features or (dmd_changed and new.n_features != 1):
+        out.append(("n_features", new.n_features))
+    return out
 
 
 def _dump(changes: dict[str, Any]) -> dict[str, Any]:

@@ -49,9 +49,7 @@ def roi_pixel_ids(camera: CameraConfig, halo_px: int = 0) -> np.ndarray:
 
 def standard_normal_map(seed: int, stream: Stream, pixel_ids: np.ndarray) -> np.ndarray:
     """N(0, 1) per pixel id, float64 (m,): fixed-pattern noise keyed by the absolute pixel."""
-    re, _ = complex_gaussian(
-        threefry_key(seed, stream), jnp.asarray(pixel_ids), jnp.zeros((1,), jnp.uint32)
-    )
+    re, _ = complex_gaussian(threefry_key(seed, stream), jnp.asarray(pixel_ids), jnp.zeros((1,), jnp.uint32))
     return np.asarray(re[:, 0], dtype=np.float64) * math.sqrt(2.0)
 
 
@@ -102,9 +100,11 @@ class Camera:
         """
         c = self.config
         noisy = c.shot_noise or c.read_noise_e > 0
-        gens = [frame_generator(self.seed, Stream.SHOT_READ, int(f)) for f in frame_indices] if (
-            noisy or laser_rel > 0
-        ) else []
+        gens = (
+            [frame_generator(self.seed, Stream.SHOT_READ, int(f)) for f in frame_indices]
+            if (noisy or laser_rel > 0)
+            else []
+        )
         if laser_rel > 0:
             z0 = np.array([g.standard_normal() for g in gens], dtype=np.float32)
             factor = np.maximum(1.0 + laser_rel * z0, 0.0).astype(np.float32)

@@ -150,9 +150,7 @@ class CameraConfig(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> CameraConfig:
         if self.frame_time_us < self.exposure_us:
-            raise ValueError(
-                f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}"
-            )
+            raise ValueError(f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}")
         r = self.roi
         if r.row + r.height_px > self.sensor_height_px or r.col + r.width_px > self.sensor_width_px:
             raise ValueError(
@@ -201,8 +199,10 @@ def centred_roi(n_outputs: int, sensor_height_px: int = 1080, sensor_width_px: i
             continue
         w = n_outputs // h
         for hh, ww in ((h, w), (w, h)):
-            if hh <= sensor_height_px and ww <= sensor_width_px and (
-                best is None or abs(hh - ww) < abs(best[0] - best[1])
+            if (
+                hh <= sensor_height_px
+                and ww <= sensor_width_px
+                and (best is None or abs(hh - ww) < abs(best[0] - best[1]))
             ):
                 best = (hh, ww)
     if best is None:

@@ -39,13 +39,9 @@ def as_pattern_batch(patterns: object, n_features: int) -> tuple[np.ndarray, boo
     if single:
         x = x[None, :]
     if x.ndim != 2:
-        raise ShapeError(
-            f"patterns must be (n_features,) or (batch, n_features), got shape {patterns.shape}"
-        )
+        raise ShapeError(f"patterns must be (n_features,) or (batch, n_features), got shape {patterns.shape}")
     if x.shape[1] != n_features:
-        raise ShapeError(
-            f"patterns have {x.shape[1]} features but the device is set up for {n_features}"
-        )
+        raise ShapeError(f"patterns have {x.shape[1]} features but the device is set up for {n_features}")
     if x.dtype != np.bool_:
         bad = (x != 0) & (x != 1)
         if bad.any():

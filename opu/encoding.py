@@ -110,8 +110,7 @@ class BitPlanes:
         pr = np.asarray(projected, dtype=np.float64)
         if pr.ndim != 3 or pr.shape[0] != self.precision or pr.shape[1] != self.scale.shape[0]:
             raise ShapeError(
-                f"expected projections of shape ({self.precision}, {self.scale.shape[0]}, m), "
-                f"got {pr.shape}"
+                f"expected projections of shape ({self.precision}, {self.scale.shape[0]}, m), got {pr.shape}"
             )
         return np.tensordot(self.weights, pr, axes=1) * self.scale[:, None]
 

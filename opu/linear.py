@@ -52,12 +52,16 @@ class LinearCalibration:
         Factor turning ``cross / sqrt(reference_dn)`` into unit-variance projections.
     frames:
         Frames this calibration cost.
+    weak_outputs:
+        bool (m,): outputs whose reference was below 4 standard errors of its measurement (dark
+        speckle grains); their reference is floored there, so they carry little signal.
     """
 
     dark_dn: np.ndarray
     reference_dn: np.ndarray
     scale: float
     frames: int
+    weak_outputs: np.ndarray
 
 
 class LinearScheme(ABC):
@@ -113,8 +117,9 @@ class LinearScheme(ABC):
         ref_p = np.repeat(self._reference_pattern()[None], self.reference_repeats, axis=0)
         y = np.asarray(acquire(np.concatenate([dark_p, ref_p])), dtype=np.float64)
         _warn_saturation(y, self.adc_max_dn)
-        dark = y[: self.dark_repeats].mean(axis=0)
-        ref = y[self.dark_repeats :].mean(axis=0) - dark
+        dark_frames, ref_frames = y[: self.dark_repeats], y[self.dark_repeats :]
+        dark = dark_frames.mean(axis=0)
+        ref = ref_frames.mean(axis=0) - dark
         lit = self._reference_lit_features()
         mean_ref = float(ref.mean())
         if mean_ref <= 0:
@@ -124,7 +129,16 @@ class LinearScheme(ABC):
             )
         # E[ref_i] = g a * lit  =>  g a = mean(ref) / lit ; A x = sqrt(2 / (g a)) cross/sqrt(ref)
         scale = math.sqrt(2.0 * lit / mean_ref)
-        return LinearCalibration(dark, np.maximum(ref, 1e-12), scale, y.shape[0])
+        # Dark speckle grains give a reference near zero; dividing by its square root would blow
+        # the noise up. Floor it at 4 standard errors of its own measurement (from the repeats,
+        # plus the 1/12 DN^2 rounding noise that identical quantized repeats cannot reveal).
+        q = 1.0 / 12.0 if self.adc_max_dn is not None else 0.0
+        se = np.sqrt(
+            (_var(ref_frames) + q) / ref_frames.shape[0] + (_var(dark_frames) + q) / dark_frames.shape[0]
+        )
+        floor = np.maximum(4.0 * se, 1e-6 * mean_ref)
+        weak = ref < floor
+        return LinearCalibration(dark, np.where(weak, floor, ref), scale, y.shape[0], weak)
 
     def _reference_lit_features(self) -> int:
         return int(self._reference_pattern().sum())
@@ -135,7 +149,7 @@ class LinearScheme(ABC):
         y = np.asarray(acquire(self._binary_patterns(x)), dtype=np.float64)
         _warn_saturation(y, self.adc_max_dn)
         cross = self._binary_cross(y, x.shape[0], cal.reference_dn)
-        return self._normalize(cross, cal)
+        return self._normalize(cross, cal, x.sum(axis=1))
 
     def project_signed(
         self, acquire: Acquire, pos: np.ndarray, neg: np.ndarray, cal: LinearCalibration
@@ -154,9 +168,10 @@ class LinearScheme(ABC):
         # reference term cancels in the difference: pass zeros
         zero = np.zeros_like(cal.reference_dn)
         cross = self._binary_cross(y[:half], b, zero) - self._binary_cross(y[half:], b, zero)
-        return self._normalize(cross, cal)
+        return self._normalize(cross, cal, pos.sum(axis=1) - neg.sum(axis=1))
 
-    def _normalize(self, cross: np.ndarray, cal: LinearCalibration) -> np.ndarray:
+    def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:
+        """Per-output normalisation to unit-variance A; ``x_sum`` (b,) = sum of each input."""
         return cross * (cal.scale / np.sqrt(cal.reference_dn))[None, :]
 
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -236,6 +251,15 @@ class ComplementScheme(LinearScheme):
     def _binary_cross(self, y: np.ndarray, b: int, ref: np.ndarray) -> np.ndarray:
         return (y[:b] - y[b : 2 * b] + ref[None, :]) / 2.0
 
+    def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:
+        # The reference phase is that of the row sum c_i = sum_j B_ij, so every row of the raw
+        # effective matrix sums to exactly scale * sqrt(ref_i): a known rank-one term along the
+        # all-ones direction. Removing it leaves A with zero-mean Gaussian rows summing to zero
+        # (variance 1 - 1/n, correlation -1/(n-1) within a row).
+        out = super()._normalize(cross, cal, x_sum)
+        row_mean = cal.scale * np.sqrt(cal.reference_dn) / self.n_features
+        return out - np.asarray(x_sum, dtype=np.float64)[:, None] * row_mean[None, :]
+
 
 SCHEMES: dict[str, type[LinearScheme]] = {"anchor": AnchorScheme, "complement": ComplementScheme}
 
@@ -282,6 +306,10 @@ def linear_transform(
         proj = scheme.project_signed(acquire, pos, neg, calibration).reshape(p, b, -1)
         out = bp.decode(proj)
     return out[0] if single else out
+
+
+def _var(frames: np.ndarray) -> np.ndarray:
+    return frames.var(axis=0, ddof=1) if frames.shape[0] > 1 else np.zeros(frames.shape[1])
 
 
 def _warn_saturation(y: np.ndarray, adc_max: float | None) -> None:

@@ -107,9 +107,7 @@ class Simulator:
         self._grain_sigma = grain / 2.0
         self._halo = math.ceil(3 * self._grain_sigma) if grain > 0 else 0
         pixel_ids = roi_pixel_ids(cam, self._halo)
-        self.tm = TransmissionMatrix(
-            config.seed, pixel_ids, mirror_ids, config.dmd.macro_pixel_mirrors**2
-        )
+        self.tm = TransmissionMatrix(config.seed, pixel_ids, mirror_ids, config.dmd.macro_pixel_mirrors**2)
         m_ext = pixel_ids.size
         dense_bytes = 8 * m_ext * self.n_features
         if tm_mode == "auto":
@@ -123,9 +121,7 @@ class Simulator:
             )
         self.tm_mode = tm_mode
         self.stream_block_features = int(stream_block_features)
-        self.medium = DriftingMedium(
-            self.tm, config.medium.drift_time_constant_s, config.medium.drift_step_s
-        )
+        self.medium = DriftingMedium(self.tm, config.medium.drift_time_constant_s, config.medium.drift_step_s)
         self.camera = Camera(cam, config.seed)
         self.clock = DeviceClock(electrical_power_w=config.electrical_power_w)
         if self._halo:
@@ -200,8 +196,10 @@ class Simulator:
             r = self.config.camera.roi
             shape = (x.shape[0], r.height_px + 2 * self._halo, r.width_px + 2 * self._halo)
             re, im = _grain(
-                jnp.reshape(jnp.asarray(re), shape), jnp.reshape(jnp.asarray(im), shape),
-                self._gh, self._gw,
+                jnp.reshape(jnp.asarray(re), shape),
+                jnp.reshape(jnp.asarray(im), shape),
+                self._gh,
+                self._gw,
             )
             re = jnp.reshape(re, (x.shape[0], -1))
             im = jnp.reshape(im, (x.shape[0], -1))
@@ -245,6 +243,23 @@ class Simulator:
         c = self.config.camera
         dark_e = c.dark_current_e_per_s * c.exposure_us * 1e-6
         return c.black_level_dn + c.system_gain_dn_per_e * (dark_e + self.camera.dsnu_e)
+
+    def set_clock(self, frames: int, device_time_s: float) -> None:
+        """Move a simulated device's clock forward to (``frames``, ``device_time_s``).
+
+        Used to resume a run exactly: frame noise is keyed by the global frame counter, and the
+        medium is advanced one drift step at a time, as an uninterrupted run of frames would.
+        Refuses to go back in time (the medium cannot un-drift).
+        """
+        if frames < self.clock.frames or device_time_s < self.clock.device_time_s - 1e-12:
+            raise ConfigError(
+                f"cannot move the clock back from ({self.clock.frames} frames, "
+                f"{self.clock.device_time_s} s) to ({frames}, {device_time_s})"
+            )
+        self.clock.frames = int(frames)
+        self.clock.device_time_s = float(device_time_s)
+        if self.medium.tau_s:
+            self.medium.advance_to_step(self.medium.step_at(self.clock.device_time_s))
 
     def idle(self, seconds: float) -> None:
         """Let ``seconds`` of device time pass with no frames; the medium drifts meanwhile."""

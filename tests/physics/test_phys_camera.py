@@ -1,0 +1,142 @@
+"""Camera noise against the EMVA 1288 linear model (docs/physics.md, "Camera").
+
+sigma_y^2 = K^2 sigma_d^2 + 1/12 + K (mu_y - mu_y.dark), with sigma_d^2 = sigma_read^2 + dark
+electrons, checked per pixel from temporal statistics over repeated frames of one pattern, at
+several exposures. Ground truth comes from the configured parameters, never from the code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import opu
+
+K = 0.2
+READ_E = 6.0
+DARK_E_PER_S = 20_000.0  # large so that the dark signal is measurable at these exposures
+BLACK = 10.0
+N_FRAMES = 200
+
+
+def _device(exposure_us: float, **camera) -> opu.Simulator:
+    cam = {
+        "exposure_us": exposure_us,
+        "frame_time_us": max(500.0, exposure_us),
+        "quantum_efficiency": 0.5,
+        "shot_noise": True,
+        "read_noise_e": READ_E,
+        "dark_current_e_per_s": DARK_E_PER_S,
+        "full_well_e": 18_000.0,
+        "gain_dn_per_e": K,
+        "black_level_dn": BLACK,
+        "bit_depth": 12,
+    }
+    cam.update(camera)
+    cfg = opu.ideal(seed=11, n_outputs=1024).replace(camera=cam, laser={"photons_per_mirror_us": 0.05})
+    return opu.Simulator(cfg, n_features=64)
+
+
+def _temporal_stats(sim: opu.Simulator, pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    frames = sim.acquire(np.repeat(pattern[None], N_FRAMES, axis=0)).astype(np.float64)
+    return frames.mean(axis=0), frames.var(axis=0, ddof=1)
+
+
+@pytest.mark.parametrize("exposure_us", [100.0, 400.0, 1000.0])
+def test_photon_transfer_follows_emva_1288(exposure_us):
+    sim = _device(exposure_us)
+    dark_mean, dark_var = _temporal_stats(sim, np.zeros(64, bool))
+    lit = np.zeros(64, bool)
+    lit[:20] = True
+    mean, var = _temporal_stats(sim, lit)
+    dark_e = DARK_E_PER_S * exposure_us * 1e-6
+    sigma_d2 = READ_E**2 + dark_e
+    predicted = K**2 * sigma_d2 + 1 / 12 + K * (mean - dark_mean)
+    ok = mean < 0.9 * 4095  # away from saturation
+    # the sample variance of N Gaussian-ish frames has relative std sqrt(2/(N-1)); average over pixels
+    rel = var[ok] / predicted[ok]
+    se = np.sqrt(2 / (N_FRAMES - 1)) / np.sqrt(ok.sum())
+    assert abs(rel.mean() - 1) < 5 * se + 0.01
+    # dark noise alone
+    dark_pred = K**2 * sigma_d2 + 1 / 12
+    assert (
+        abs(dark_var.mean() / dark_pred - 1) < 5 * np.sqrt(2 / (N_FRAMES - 1)) / np.sqrt(dark_var.size) + 0.02
+    )
+
+
+def test_dark_signal_grows_with_dark_current_times_exposure():
+    means = []
+    exposures = [100.0, 500.0, 1500.0]
+    for t in exposures:
+        sim = _device(t)
+        dark = sim.acquire(np.zeros((50, 64), bool)).astype(np.float64)
+        means.append(dark.mean())
+    expected = [BLACK + K * DARK_E_PER_S * t * 1e-6 for t in exposures]
+    np.testing.assert_allclose(means, expected, atol=0.05)
+
+
+def test_clipping_at_full_well():
+    full_well = 8000.0  # K * full_well + black = 1610 DN, below the 12-bit maximum
+    sim = _device(1000.0, full_well_e=full_well)
+    frames = sim.acquire(np.ones((5, 64), bool)).astype(np.float64)
+    top = frames.max()
+    # saturated pixels read full well plus read noise only (a few DN around K*FW + black)
+    assert abs(top - (K * full_well + BLACK)) < 6 * K * READ_E
+    assert (frames > K * full_well + BLACK + 6 * K * READ_E).sum() == 0
+
+
+@pytest.mark.parametrize("bits", [8, 10, 12])
+def test_clipping_at_adc_maximum_and_dtype(bits):
+    sim = _device(1000.0, bit_depth=bits, gain_dn_per_e=16.0, full_well_e=1e6)  # mean 25600 DN
+    frames = sim.acquire(np.ones((3, 64), bool))
+    assert frames.dtype == (np.uint8 if bits == 8 else np.uint16)
+    assert frames.max() == 2**bits - 1
+    assert (frames == 2**bits - 1).mean() > 0.5
+
+
+def test_quantization_noise_from_rounding_alone():
+    """No read, shot or dark noise and a constant signal: frames are the rounded signal exactly."""
+    sim = _device(400.0, shot_noise=False, read_noise_e=0.0, dark_current_e_per_s=0.0)
+    x = np.zeros((4, 64), bool)
+    x[:, :5] = True
+    expected = np.rint(sim.intensity(x).astype(np.float64) * 0.05 * 400 * 0.5 * K + BLACK)
+    frames = sim.acquire(x).astype(np.float64)
+    assert np.abs(frames - expected).max() <= 1  # float32 pipeline may differ at exact .5 ties
+    assert (frames == expected).mean() > 0.999
+
+
+def test_prnu_and_dsnu_are_fixed_per_sensor_pixel():
+    cam = {"prnu_rel": 0.05, "dsnu_e": 20.0}
+    a = _device(400.0, **cam)
+    # a different ROI containing the same pixels sees the same fixed patterns
+    cfg_b = a.config.replace(
+        camera={
+            "roi": {
+                "row": a.config.camera.roi.row,
+                "col": a.config.camera.roi.col,
+                "height_px": 8,
+                "width_px": 8,
+            }
+        }
+    )
+    b = opu.Simulator(cfg_b, n_features=64)
+    w = a.config.camera.roi.width_px
+    np.testing.assert_array_equal(a.camera.prnu.reshape(-1, w)[:8, :8].ravel(), b.camera.prnu)
+    # and the spread matches the configured relative std
+    assert abs(a.camera.prnu.std() - 0.05) < 5 * 0.05 / np.sqrt(2 * a.camera.prnu.size)
+    assert abs(a.camera.dsnu_e.std() - 20.0) < 5 * 20.0 / np.sqrt(2 * a.camera.dsnu_e.size)
+
+
+def test_laser_fluctuation_is_common_to_all_pixels_of_a_frame():
+    s_l = 0.05
+    cfg = opu.ideal(seed=2, n_outputs=1024).replace(laser={"power_fluctuation_rel": s_l})
+    sim = opu.Simulator(cfg, n_features=64)
+    x = np.zeros((400, 64), bool)
+    x[:, :30] = True
+    frames = sim.acquire(x).astype(np.float64)
+    ratio = frames / sim.intensity(x[:1]).astype(np.float64) / (0.005 * 400)  # ideal gain: 1 DN per photon
+    per_frame = ratio.mean(axis=1)
+    # within a frame the factor is common: the ratio is constant across pixels
+    assert np.abs(ratio - per_frame[:, None]).max() < 1e-3
+    assert abs(per_frame.std(ddof=1) / s_l - 1) < 5 / np.sqrt(2 * 399)
+    assert abs(per_frame.mean() - 1) < 5 * s_l / np.sqrt(400)

@@ -1,0 +1,121 @@
+"""Transmission matrix generation (counter-based, block-invariant, streamed) and drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import opu
+from opu.medium import TransmissionMatrix, streamed_field
+
+
+@pytest.fixture(scope="module")
+def tm() -> TransmissionMatrix:
+    rng = np.random.default_rng(0)
+    pixels = np.sort(rng.choice(2**21, size=300, replace=False)).astype(np.uint32)
+    mirrors = np.sort(rng.choice(1_039_680, size=500, replace=False)).astype(np.uint32)
+    return TransmissionMatrix(seed=42, pixel_ids=pixels, mirror_ids=mirrors)
+
+
+def test_any_block_is_bit_identical_to_the_dense_matrix(tm):
+    dense = tm.dense()
+    for rows, cols in [
+        (slice(0, 7), slice(3, 11)),
+        (slice(100, 300), slice(0, 500)),
+        (slice(299, 300), slice(499, 500)),
+        (slice(None), slice(250, 251)),
+    ]:
+        np.testing.assert_array_equal(tm.block(rows, cols), dense[rows, cols])
+    # W blocks of any width stack to the same W
+    w_full = np.asarray(tm.w_dense(block_features=500))
+    w_parts = np.concatenate([np.asarray(w) for _, w in tm.iter_w_blocks(37)])
+    np.testing.assert_array_equal(w_full, w_parts)
+    np.testing.assert_array_equal(w_full[:, :300], dense.real.T)
+
+
+def test_entries_are_circular_complex_gaussian(tm):
+    b = tm.dense().ravel()
+    n = b.size
+    assert abs(np.mean(np.abs(b) ** 2) - 1) < 5 / np.sqrt(n)
+    assert abs(b.real.var() - 0.5) < 5 * 0.5 * np.sqrt(2 / n)
+    assert abs(np.mean(b.real * b.imag)) < 5 * 0.5 / np.sqrt(n)
+    assert abs(np.mean(b**2)) < 5 / np.sqrt(n)  # circular: E[b^2] = 0
+
+
+def test_seed_changes_matrix_and_is_reproducible(tm):
+    same = TransmissionMatrix(42, tm.pixel_ids, tm.mirror_ids)
+    other = TransmissionMatrix(43, tm.pixel_ids, tm.mirror_ids)
+    np.testing.assert_array_equal(same.dense(), tm.dense())
+    corr = np.vdot(other.dense(), tm.dense()) / tm.dense().size
+    assert abs(corr) < 5 / np.sqrt(tm.dense().size)
+
+
+def test_streamed_field_equals_dense_product(tm):
+    x = np.random.default_rng(1).random((5, 500)) < 0.5
+    re, im = streamed_field(tm, x, block_features=64)
+    exact = x.astype(np.complex128) @ tm.dense().T.astype(np.complex128)
+    np.testing.assert_allclose(re, exact.real, atol=2e-4 * np.sqrt(250))
+    np.testing.assert_allclose(im, exact.imag, atol=2e-4 * np.sqrt(250))
+
+
+def test_streamed_simulator_equals_dense_simulator():
+    cfg = opu.realistic(seed=9, n_outputs=256).replace(medium={"drift_time_constant_s": None})
+    dense = opu.Simulator(cfg, n_features=300, tm_mode="dense")
+    streamed = opu.Simulator(cfg, n_features=300, tm_mode="streamed", stream_block_features=64)
+    x = np.random.default_rng(2).random((20, 300)) < 0.5
+    np.testing.assert_allclose(streamed.intensity(x), dense.intensity(x), rtol=1e-4, atol=1e-3)
+    fd, fs = dense.acquire(x).astype(int), streamed.acquire(x).astype(int)
+    # identical up to a float32 summation-order tie at a rounding boundary (rare, at most 1 DN)
+    assert np.abs(fd - fs).max() <= 1
+    assert (fd == fs).mean() > 0.999
+
+
+def test_same_seed_gives_bit_identical_frames_in_any_chunking():
+    cfg = opu.realistic(seed=4, n_outputs=256)
+    x = np.random.default_rng(3).random((30, 64)) < 0.5
+    a = opu.Simulator(cfg, n_features=64).acquire(x)
+    b_sim = opu.Simulator(cfg, n_features=64)
+    b = np.concatenate([b_sim.acquire(x[:7]), b_sim.acquire(x[7:8]), b_sim.acquire(x[8:])])
+    np.testing.assert_array_equal(a, b)
+    c = opu.Simulator(cfg.replace(seed=5), n_features=64).acquire(x)
+    assert (a != c).mean() > 0.5
+
+
+@pytest.mark.parametrize("t_s", [5.0, 20.0, 50.0])
+def test_drift_correlation_follows_exponential(t_s):
+    tau = 20.0
+    cfg = opu.ideal(seed=6, n_outputs=1024).replace(
+        medium={"drift_time_constant_s": tau, "drift_step_s": 1.0}
+    )
+    sim = opu.Simulator(cfg, n_features=256)
+    w0 = np.asarray(sim.medium.w, dtype=np.float64).copy()
+    sim.idle(t_s)
+    wt = np.asarray(sim.medium.w, dtype=np.float64)
+    corr = (w0 * wt).sum() / np.sqrt((w0**2).sum() * (wt**2).sum())
+    assert abs(corr - np.exp(-t_s / tau)) < 5 / np.sqrt(w0.size)
+    # the drifted matrix keeps its law: E|B_ij|^2 = 1
+    assert abs((wt**2).mean() * 2 - 1) < 5 * np.sqrt(2 / wt.size)
+
+
+def test_drift_during_frames_steps_exactly_and_set_clock_reproduces_it():
+    tau, step = 2.0, 0.01
+    cfg = opu.ideal(seed=7, n_outputs=256).replace(
+        medium={"drift_time_constant_s": tau, "drift_step_s": step},
+        camera={"frame_time_us": 5000.0, "exposure_us": 400.0},
+    )
+    x = np.ones((1, 32), bool)
+    run = opu.Simulator(cfg, n_features=32)
+    w0 = np.asarray(run.medium.w, dtype=np.float64).copy()
+    first = np.concatenate([run.acquire(np.repeat(x, 50, axis=0)) for _ in range(4)])  # 1 s of frames
+    wt = np.asarray(run.medium.w, dtype=np.float64)
+    corr = (w0 * wt).sum() / np.sqrt((w0**2).sum() * (wt**2).sum())
+    t_last = (200 - 1) * 5000e-6  # the last frame started here
+    expected = np.exp(-np.floor(t_last / step) * step / tau)
+    assert abs(corr - expected) < 5 / np.sqrt(w0.size)
+    # a fresh device whose clock is set to the same point continues identically
+    resumed = opu.Simulator(cfg, n_features=32)
+    resumed.set_clock(run.clock.frames, run.clock.device_time_s)
+    np.testing.assert_array_equal(
+        resumed.acquire(np.repeat(x, 20, axis=0)), run.acquire(np.repeat(x, 20, axis=0))
+    )
+    assert first.shape == (200, 256)
