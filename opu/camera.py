@@ -21,7 +21,11 @@ the only thing this merges.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +36,17 @@ from .rng import Stream, frame_generator, threefry_key
 
 #: Absolute pixel ids are row * SENSOR_STRIDE + col, whatever the configured sensor size.
 SENSOR_STRIDE = 2048
+#: Batches with at least this many output values are exposed on several threads.
+PARALLEL_MIN_VALUES = 1 << 19
+
+
+def _workers(n_values: int) -> int:
+    return min(os.cpu_count() or 1, 8) if n_values >= PARALLEL_MIN_VALUES else 1
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 8), thread_name_prefix="opu-camera")
 
 
 def roi_pixel_ids(camera: CameraConfig, halo_px: int = 0) -> np.ndarray:
@@ -98,6 +113,28 @@ class Camera:
         the exact Poisson draws) all come from the frame's own stream. Returns uint8 (8-bit),
         uint16 (10, 12-bit) or float32 (ideal detector).
         """
+        b, m = np.shape(intensity)
+        workers = _workers(b * m)
+        if workers > 1:
+            # Frames are independent (each has its own random stream), so splitting the batch
+            # across threads changes nothing in the result; numpy releases the GIL in the
+            # random draws and the elementwise passes.
+            bounds = np.linspace(0, b, workers + 1).astype(int)
+            out = np.empty((b, m), dtype=self.config.output_dtype)
+            futures = [
+                _pool().submit(
+                    self._expose_rows, intensity[lo:hi], photons_per_unit, frame_indices[lo:hi], laser_rel
+                )
+                for lo, hi in itertools.pairwise(bounds)
+            ]
+            for (lo, hi), fut in zip(itertools.pairwise(bounds), futures, strict=True):
+                out[lo:hi] = fut.result()
+            return out
+        return self._expose_rows(intensity, photons_per_unit, frame_indices, laser_rel)
+
+    def _expose_rows(
+        self, intensity: np.ndarray, photons_per_unit: float, frame_indices: np.ndarray, laser_rel: float
+    ) -> np.ndarray:
         c = self.config
         noisy = c.shot_noise or c.read_noise_e > 0
         gens = (

@@ -32,14 +32,8 @@ from .rng import Stream, threefry_key
 _TWO_PI = 2.0 * math.pi
 
 
-@jax.jit
-def complex_gaussian(keypair: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray):
-    """CN(0, 1) samples for the counters ``(rows[i], cols[j])``: returns (re, im), float32 (r, c).
-
-    ``rows`` (r,) and ``cols`` (c,) are uint32 absolute ids. Each part has variance 1/2.
-    """
-    r = jnp.broadcast_to(rows[:, None], (rows.shape[0], cols.shape[0]))
-    c = jnp.broadcast_to(cols[None, :], (rows.shape[0], cols.shape[0]))
+def _box_muller(keypair: jnp.ndarray, r: jnp.ndarray, c: jnp.ndarray):
+    """CN(0, 1) for same-shape uint32 counter arrays r (pixel ids) and c (mirror ids)."""
     bits = jxr.threefry_2x32(keypair, jnp.stack([r, c]))
     # 24-bit uniforms; u1 in (0, 1] so the log is finite.
     u1 = ((bits[0] >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
@@ -49,11 +43,43 @@ def complex_gaussian(keypair: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray)
     return radius * jnp.cos(angle), radius * jnp.sin(angle)
 
 
-@partial(jax.jit, static_argnames=())
-def _w_block(keypair, pixel_ids, mirror_ids, col_scale):
-    re, im = complex_gaussian(keypair, pixel_ids, mirror_ids)
-    # W block: (n_block, 2m) = [Re B^T | Im B^T]
-    return jnp.concatenate([re.T, im.T], axis=1) * col_scale
+@jax.jit
+def complex_gaussian(keypair: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray):
+    """CN(0, 1) samples for the counters ``(rows[i], cols[j])``: returns (re, im), float32 (r, c).
+
+    ``rows`` (r,) and ``cols`` (c,) are uint32 absolute ids. Each part has variance 1/2.
+    """
+    shape = (rows.shape[0], cols.shape[0])
+    return _box_muller(
+        keypair, jnp.broadcast_to(rows[:, None], shape), jnp.broadcast_to(cols[None, :], shape)
+    )
+
+
+def _w_rows(keypair, pixel_ids, mirror_ids, col_scale):
+    # rows of W = [Re B^T | Im B^T] for these features, generated in W's own orientation
+    shape = (mirror_ids.shape[0], pixel_ids.shape[0])
+    re, im = _box_muller(
+        keypair, jnp.broadcast_to(pixel_ids[None, :], shape), jnp.broadcast_to(mirror_ids[:, None], shape)
+    )
+    return jnp.concatenate([re, im], axis=1) * col_scale
+
+
+_w_block = jax.jit(_w_rows)
+
+
+@partial(jax.jit, static_argnames=("block",))
+def _w_build(keypair, pixel_ids, mirror_ids, col_scale, block: int):
+    """Whole W (n, 2m) in one compiled loop over feature blocks, written in place (no concat)."""
+    n = mirror_ids.shape[0]
+    n_blocks = -(-n // block)
+    padded = jnp.concatenate([mirror_ids, jnp.zeros(n_blocks * block - n, jnp.uint32)])
+    w = jnp.zeros((n_blocks * block, 2 * pixel_ids.shape[0]), jnp.float32)
+
+    def body(i, w):
+        ids = jax.lax.dynamic_slice(padded, (i * block,), (block,))
+        return jax.lax.dynamic_update_slice(w, _w_rows(keypair, pixel_ids, ids, col_scale), (i * block, 0))
+
+    return jax.lax.fori_loop(0, n_blocks, body, w)[:n]
 
 
 class TransmissionMatrix:
@@ -113,11 +139,28 @@ class TransmissionMatrix:
             jnp.float32(self.col_scale),
         )
 
-    def w_dense(self, block_features: int = 2048) -> jnp.ndarray:
-        """W (n, 2m) float32, built in feature blocks to bound the temporaries."""
+    def w_dense(self, block_features: int = 512, key: jnp.ndarray | None = None) -> jnp.ndarray:
+        """W (n, 2m) float32, generated block by block in one compiled loop (bounded temporaries).
+
+        ``key`` overrides the Threefry key (the drift innovations use their own keys).
+        """
         n = self.shape[1]
-        parts = [self.w_block(slice(s, min(s + block_features, n))) for s in range(0, n, block_features)]
-        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+        return _w_build(
+            self._key if key is None else key,
+            jnp.asarray(self.pixel_ids),
+            jnp.asarray(self.mirror_ids),
+            jnp.float32(self.col_scale),
+            min(block_features, n),
+        )
+
+    def w_rows(self, features: np.ndarray) -> jnp.ndarray:
+        """Rows of W for the given feature indices (k,): float32 (k, 2m)."""
+        return _w_block(
+            self._key,
+            jnp.asarray(self.pixel_ids),
+            jnp.asarray(self.mirror_ids[features]),
+            jnp.float32(self.col_scale),
+        )
 
     def iter_w_blocks(self, block_features: int) -> Iterator[tuple[slice, jnp.ndarray]]:
         """Yield (feature slice, W rows) pairs covering all features, ``block_features`` at a time."""
@@ -183,20 +226,13 @@ class DriftingMedium:
         return self._w
 
     def _innovation(self, step: int) -> jnp.ndarray:
-        key = threefry_key(self.tm.seed, Stream.DRIFT, step)
-        n = self.tm.shape[1]
-        parts = []
-        for s in range(0, n, 2048):
-            sl = slice(s, min(s + 2048, n))
-            parts.append(
-                _w_block(
-                    key,
-                    jnp.asarray(self.tm.pixel_ids),
-                    jnp.asarray(self.tm.mirror_ids[sl]),
-                    jnp.float32(self.tm.col_scale),
-                )
-            )
-        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+        return self.tm.w_dense(key=threefry_key(self.tm.seed, Stream.DRIFT, step))
+
+    @property
+    def is_pristine(self) -> bool:
+        """True while B is still the medium as built (no drift step taken): W may be generated
+        on demand from the counters instead of being held."""
+        return self.step == 0 and self._w is None
 
     def advance_to_step(self, target: int, exact_steps: bool = True) -> None:
         """Move to drift step ``target`` (>= current). ``exact_steps``: one update per step."""

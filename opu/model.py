@@ -33,6 +33,9 @@ from .timing import DeviceClock
 
 #: Dense W above this size switches ``tm_mode="auto"`` to streaming.
 DENSE_LIMIT_BYTES = 4 * 2**30
+#: Batches smaller than this, on a medium that has not drifted yet, use only the W rows their lit
+#: features select instead of materialising W.
+LIT_PATH_MAX_BATCH = 32
 
 
 def _grain_matrix(size_out: int, halo: int, sigma_px: float) -> np.ndarray:
@@ -120,6 +123,7 @@ class Simulator:
                 f"{dense_bytes / 2**30:.1f} GiB); set medium.drift_time_constant_s=None to stream"
             )
         self.tm_mode = tm_mode
+        self._lit_entries = 0  # W entries generated on demand so far (see _use_lit_columns)
         self.stream_block_features = int(stream_block_features)
         self.medium = DriftingMedium(self.tm, config.medium.drift_time_constant_s, config.medium.drift_step_s)
         self.camera = Camera(cam, config.seed)
@@ -186,9 +190,34 @@ class Simulator:
         out = self._intensity(x)
         return out[0] if single else out
 
+    def _use_lit_columns(self, x: np.ndarray) -> bool:
+        # Until a large batch needs the whole W, small batches are served from the rows of W
+        # their lit features select, generated on demand: a device answers its first vectors
+        # without paying for (or holding) the full matrix. Only valid before any drift step.
+        # Once on-demand rows have cost as much as W itself, build W (total cost at most twice).
+        return (
+            self.tm_mode == "dense"
+            and self.medium.is_pristine
+            and x.shape[0] < LIT_PATH_MAX_BATCH
+            and self._lit_entries < self.tm.shape[0] * self.n_features
+        )
+
+    def _lit_rows(self, x: np.ndarray) -> tuple[np.ndarray, jnp.ndarray]:
+        lit = np.flatnonzero(x.any(axis=0))
+        k = min(_bucket(lit.size), self.n_features)  # few distinct shapes -> few compilations
+        self._lit_entries += k * self.tm.shape[0]
+        features = np.zeros(k, dtype=np.int64)
+        features[: lit.size] = lit
+        xs = np.zeros((x.shape[0], k), dtype=np.float32)
+        xs[:, : lit.size] = x[:, lit]
+        return xs, self.tm.w_rows(features)
+
     def _field(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m_ext = self.tm.shape[0]
-        if self.tm_mode == "dense":
+        if self._use_lit_columns(x):
+            xs, w = self._lit_rows(x)
+            re, im = _field_parts(jnp.asarray(xs), w, m_ext)
+        elif self.tm_mode == "dense":
             re, im = _field_parts(jnp.asarray(x, dtype=jnp.float32), self.medium.w, m_ext)
         else:
             re, im = streamed_field(self.tm, x, self.stream_block_features)
@@ -206,6 +235,9 @@ class Simulator:
         return np.asarray(re), np.asarray(im)
 
     def _intensity(self, x: np.ndarray) -> np.ndarray:
+        if self._use_lit_columns(x) and not self._halo:
+            xs, w = self._lit_rows(x)
+            return np.asarray(_intensity_dense(jnp.asarray(xs), w))
         if self.tm_mode == "dense" and not self._halo:
             return np.asarray(_intensity_dense(jnp.asarray(x, dtype=jnp.float32), self.medium.w))
         re, im = self._field(x)
@@ -266,6 +298,14 @@ class Simulator:
         self.clock.idle(seconds)
         if self.medium.tau_s:
             self.medium.advance_to_step(self.medium.step_at(self.clock.device_time_s), exact_steps=False)
+
+
+def _bucket(k: int) -> int:
+    """Round k up to 8 steps per octave (at most 12.5 % padding)."""
+    if k <= 8:
+        return max(k, 1)
+    step = 1 << (k.bit_length() - 4)
+    return -(-k // step) * step
 
 
 def _runs(steps: np.ndarray | None, b: int) -> list[tuple[int, int]]:

@@ -119,3 +119,25 @@ def test_drift_during_frames_steps_exactly_and_set_clock_reproduces_it():
         resumed.acquire(np.repeat(x, 20, axis=0)), run.acquire(np.repeat(x, 20, axis=0))
     )
     assert first.shape == (200, 256)
+
+
+def test_threaded_exposure_of_a_large_batch_equals_frame_by_frame_chunks():
+    cfg = opu.realistic(seed=8, n_outputs=1024)
+    x = np.random.default_rng(5).random((600, 64)) < 0.5  # 614k values: exposed on worker threads
+    whole = opu.Simulator(cfg, n_features=64).acquire(x)
+    chunked_sim = opu.Simulator(cfg, n_features=64)
+    chunks = np.concatenate([chunked_sim.acquire(x[i : i + 100]) for i in range(0, 600, 100)])
+    np.testing.assert_array_equal(whole, chunks)
+
+
+def test_small_batches_before_w_exists_use_lit_rows_with_the_same_result():
+    cfg = opu.realistic(seed=10, n_outputs=512)
+    x = np.random.default_rng(6).random((3, 200)) < 0.3
+    lazy = opu.Simulator(cfg, n_features=200)
+    full = opu.Simulator(cfg, n_features=200)
+    full.medium.w  # materialise W: the dense path
+    assert lazy._use_lit_columns(x) and not full._use_lit_columns(x)
+    np.testing.assert_allclose(lazy.intensity(x), full.intensity(x), rtol=2e-5, atol=1e-4)
+    fl, ff = lazy.acquire(x).astype(int), full.acquire(x).astype(int)
+    assert np.abs(fl - ff).max() <= 1 and (fl == ff).mean() > 0.999
+    assert lazy.medium._w is None  # nothing held

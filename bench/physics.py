@@ -1,0 +1,184 @@
+"""Physics-model speed, side by side in one run (issue 2). Writes bench/results/physics.json.
+
+Ratios (higher is better):
+
+* ``ratio_vs_gemm``: the bare floor (two float32 GEMMs X Re(B), X Im(B) and |.|^2, numpy) over
+  our model producing noisy, quantized camera frames (realistic preset): goal >= 0.75.
+* ``ratio_vs_lightonml``: lightonml 1.4.3's simulated ``OPU.transform`` (noiseless, float32) over
+  ours, same shapes: goal >= 1.5.
+* ``tm_ratio_vs_lightonml``: construction of a 10000 x 10000 device to its first transformed
+  vector, lightonml over ours: goal >= 3.
+* ``stream_peak_gib``: peak resident memory of a process that transforms a batch through a
+  100000-input x 10000-output device streamed in blocks (8 GB as a dense complex64 matrix):
+  goal < 1 GiB. Measured in a child process (``ru_maxrss``), interpreter and JAX runtime included.
+
+Shapes: batch 1000, n = m = 4096, half the mirrors lit. Timings are the median of ``--repeats``
+runs after one warm-up. Run: ``make bench`` or ``.venv/bin/python bench/physics.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import opu  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: compilation, caches, matrix generation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_throughput(batch: int, n: int, repeats: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, n)) < 0.5
+    sim = opu.Simulator(opu.realistic(seed=0, n_outputs=n), n_features=n)
+    w = np.asarray(sim.medium.w)
+    re_b, im_b = np.ascontiguousarray(w[:, :n]), np.ascontiguousarray(w[:, n:])
+    xf = x.astype(np.float32)
+
+    def floor() -> np.ndarray:
+        a = xf @ re_b
+        b = xf @ im_b
+        return a * a + b * b
+
+    t_floor = _median_time(floor, repeats)
+    t_ours = _median_time(lambda: sim.acquire(x), repeats)
+    out = {
+        "shape": {"batch": batch, "n": n, "m": n},
+        "seconds_gemm_floor": t_floor,
+        "seconds_ours_noisy_frames": t_ours,
+        "ratio_vs_gemm": t_floor / t_ours,
+    }
+    try:
+        from lightonml import OPU
+    except ImportError:
+        out["ratio_vs_lightonml"] = None
+        out["lightonml"] = "not installed (make bench installs it)"
+        return out
+    lopu = OPU(n_components=n, max_n_features=n, simulated=True, disable_pbar=True)
+    lopu.fit1d(n_features=n)
+    xu8 = x.astype(np.uint8)
+    t_lopu = _median_time(lambda: lopu.transform(xu8), repeats)
+    lopu.close()
+    out["seconds_lightonml_transform"] = t_lopu
+    out["ratio_vs_lightonml"] = t_lopu / t_ours
+    return out
+
+
+def bench_first_vector(size: int) -> dict:
+    x = np.random.default_rng(1).random(size) < 0.5
+    t0 = time.perf_counter()
+    sim = opu.Simulator(opu.realistic(seed=0, n_outputs=size), n_features=size)
+    sim.acquire(x)
+    t_ours = time.perf_counter() - t0
+    del sim
+    out = {"size": size, "seconds_ours_first_vector": t_ours}
+    try:
+        from lightonml import OPU
+    except ImportError:
+        out["tm_ratio_vs_lightonml"] = None
+        return out
+    t0 = time.perf_counter()
+    lopu = OPU(n_components=size, max_n_features=size, simulated=True, disable_pbar=True)
+    lopu.fit1d(n_features=size)
+    lopu.transform(x.astype(np.uint8))
+    t_lopu = time.perf_counter() - t0
+    lopu.close()
+    out["seconds_lightonml_first_vector"] = t_lopu
+    out["tm_ratio_vs_lightonml"] = t_lopu / t_ours
+    return out
+
+
+def _stream_child(n: int, m: int, batch: int) -> None:
+    cfg = opu.realistic(seed=0, n_outputs=m).replace(medium={"drift_time_constant_s": None})
+    # 100000 features need macro-pixels of at most 3 mirrors: (912 // 3) * (1140 // 3) = 115520
+    cfg = cfg.replace(dmd={"macro_pixel_mirrors": 3})
+    sim = opu.Simulator(cfg, n_features=n, tm_mode="streamed", stream_block_features=1024)
+    x = np.random.default_rng(2).random((batch, n)) < 0.5
+    t0 = time.perf_counter()
+    frames = sim.acquire(x)
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": elapsed, "peak_bytes": peak, "frames_shape": list(frames.shape)}))
+
+
+def bench_stream(n: int, m: int, batch: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--stream-child", str(n), str(m), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "n": n,
+        "m": m,
+        "batch": batch,
+        "dense_complex64_gib": 8 * n * m / 2**30,
+        "seconds": child["seconds"],
+        "stream_peak_gib": child["peak_bytes"] / 2**30,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller shapes (smoke test)")
+    parser.add_argument("--stream-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stream_child:
+        _stream_child(*args.stream_child)
+        return
+    batch, n, big, sn, sm = (1000, 4096, 10_000, 100_000, 10_000)
+    if args.quick:
+        batch, n, big, sn, sm = (200, 1024, 2000, 10_000, 1000)
+    result = {"command": "make bench  (or: .venv/bin/python bench/physics.py)"}
+    result.update(throughput=bench_throughput(batch, n, args.repeats))
+    result.update(first_vector=bench_first_vector(big))
+    result.update(stream=bench_stream(sn, sm, batch=8))
+    result["ratio_vs_gemm"] = result["throughput"]["ratio_vs_gemm"]
+    result["ratio_vs_lightonml"] = result["throughput"].get("ratio_vs_lightonml")
+    result["tm_ratio_vs_lightonml"] = result["first_vector"].get("tm_ratio_vs_lightonml")
+    result["stream_peak_gib"] = result["stream"]["stream_peak_gib"]
+    goals = {
+        "ratio_vs_gemm": (">=", 0.75),
+        "ratio_vs_lightonml": (">=", 1.5),
+        "tm_ratio_vs_lightonml": (">=", 3.0),
+        "stream_peak_gib": ("<", 1.0),
+    }
+    result["goals"] = {}
+    for key, (op, goal) in goals.items():
+        value = result[key]
+        met = None if value is None else (value >= goal if op == ">=" else value < goal)
+        result["goals"][key] = {"goal": f"{op} {goal}", "value": value, "met": met}
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(
+            f"{key:24s} {shown:>8s}  (goal {op} {goal}){'' if met is None else ('  ok' if met else '  MISSED')}"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "physics_quick.json" if args.quick else "physics.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2))
+    print(f"wrote {RESULTS / name}")
+
+
+if __name__ == "__main__":
+    main()
