@@ -171,9 +171,8 @@ def main() -> None:
         met = None if value is None else (value >= goal if op == ">=" else value < goal)
         result["goals"][key] = {"goal": f"{op} {goal}", "value": value, "met": met}
         shown = "n/a" if value is None else f"{value:.3f}"
-        print(
-            f"{key:24s} {shown:>8s}  (goal {op} {goal}){'' if met is None else ('  ok' if met else '  MISSED')}"
-        )
+        verdict = "" if met is None else ("  ok" if met else "  MISSED")
+        print(f"{key:24s} {shown:>8s}  (goal {op} {goal}){verdict}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "physics_quick.json" if args.quick else "physics.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2))

@@ -135,7 +135,7 @@ def test_small_batches_before_w_exists_use_lit_rows_with_the_same_result():
     x = np.random.default_rng(6).random((3, 200)) < 0.3
     lazy = opu.Simulator(cfg, n_features=200)
     full = opu.Simulator(cfg, n_features=200)
-    full.medium.w  # materialise W: the dense path
+    _ = full.medium.w  # materialise W: the dense path
     assert lazy._use_lit_columns(x) and not full._use_lit_columns(x)
     np.testing.assert_allclose(lazy.intensity(x), full.intensity(x), rtol=2e-5, atol=1e-4)
     fl, ff = lazy.acquire(x).astype(int), full.acquire(x).astype(int)
