@@ -26,6 +26,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+		echo "Fashion-MNIST found in /usr/share/datasets/fashion-mnist"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) \
+		|| echo "could not install dataset-fashion-mnist: bench/dfa.py will say what it skips"; \
+	else \
+		echo "skipped installing dataset-fashion-mnist (needs root and apt): bench/dfa.py will say what it skips"; \
+	fi
 	$(PY) bench/run_all.py
 
 lint: $(STAMP)
