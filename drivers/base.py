@@ -34,6 +34,13 @@ from opu.dmd import as_pattern_batch, pack_patterns
 
 from .errors import DriverError
 
+#: SIM:FAULt kinds (short and long SCPI forms) -> the long form sent
+_FAULTS = {
+    "DROP": "DROP", "DEL": "DELAY", "DELAY": "DELAY", "TRUN": "TRUNCATE", "TRUNC": "TRUNCATE",
+    "TRUNCATE": "TRUNCATE", "CORR": "CORRUPT", "CORRUPT": "CORRUPT", "ERR": "ERROR", "ERROR": "ERROR",
+    "SAT": "SATURATE", "SATURATE": "SATURATE", "CLE": "CLEAR", "CLEAR": "CLEAR",
+}
+
 #: acquisitions of more frames than this show a progress bar (unless ``progress=False``)
 PROGRESS_MIN_FRAMES = 2000
 
@@ -250,9 +257,12 @@ class Device(ABC):
         self._require_open()
         base = settings if settings is not None else self.settings
         new = DeviceSettings.model_validate({**base.model_dump(), **_dump(changes)})
-        self._write_settings(new)
-        self._settings = self._read_settings()
         self._projectors.clear()  # calibrations depend on the settings
+        try:
+            self._write_settings(new)
+        finally:
+            if self._is_open:  # the device is the source of truth, also after a refusal
+                self._settings = self._read_settings()
         return self._settings
 
     @property
@@ -377,6 +387,15 @@ class Device(ABC):
         """Send ``SIM:<name> <value>`` (or its in-process equivalent). Simulated devices override."""
         raise DriverError(f"this device type does not implement SIM:{name}", resource=self.resource)
 
+    def _sim_config_json(self) -> str:
+        raise DriverError("this device type does not implement SIM:CONF?", resource=self.resource)
+
+    def sim_config(self) -> opu.OPUConfig:
+        """The simulated device's complete :class:`opu.OPUConfig` as it is now (``SIM:CONF?``):
+        the device's settings included, e.g. to build a noiseless twin with :class:`opu.Simulator`."""
+        self._require_simulated("sim_config")
+        return opu.OPUConfig.model_validate_json(self._sim_config_json())
+
     def set_seed(self, seed: int) -> None:
         """Re-seed the simulated device (transmission matrix, noise maps, frame noise) and reset
         its frame counter: the same seed and the same patterns give bit-identical frames."""
@@ -393,18 +412,22 @@ class Device(ABC):
         self._projectors.clear()
 
     def inject_fault(self, kind: str, arg: int | None = None) -> None:
-        """Arm one emulator fault (docs/protocol.md, ``SIM:FAUL``): ``"DROP"``, ``"DELAY"`` (arg ms),
-        ``"TRUNC"``, ``"CORR"``, ``"ERR"`` (arg: error code), ``"SAT"``, or ``"CLE"`` (clear)."""
+        """Arm one emulator fault (docs/protocol.md, ``SIM:FAULt``).
+
+        ``"DROP"`` (connection closed half-way through the next block), ``"DELAY"`` (the next reply
+        comes ``arg`` ms late), ``"TRUNC"``/``"CORR"`` (the next block header is truncated /
+        corrupted), ``"ERR"`` (error ``arg`` is queued: the next checked command reports it),
+        ``"SAT"`` (the next acquisition saturates), ``"CLE"`` (disarm all). Long forms accepted.
+        The transport faults only act on the wire (``VisaDevice``).
+        """
         self._require_simulated("inject_fault")
-        kinds = ("DROP", "DELAY", "TRUNC", "CORR", "ERR", "SAT", "CLE")
-        k = str(kind).upper()
-        if k not in kinds:
-            raise DriverError(f"unknown fault {kind!r}; choose one of {kinds}", resource=self.resource)
-        if (k in ("DELAY", "ERR")) != (arg is not None):
-            raise DriverError(
-                f"fault {k} {'needs' if k in ('DELAY', 'ERR') else 'takes no'} argument",
-                resource=self.resource,
-            )
+        k = _FAULTS.get(str(kind).upper())
+        if k is None:
+            raise DriverError(f"unknown fault {kind!r}; choose one of {sorted(set(_FAULTS.values()))}",
+                              resource=self.resource)
+        if (k in ("DELAY", "ERROR")) != (arg is not None):
+            raise DriverError(f"fault {k} {'needs' if k in ('DELAY', 'ERROR') else 'takes no'} argument",
+                              resource=self.resource)
         self._sim("FAUL", k if arg is None else f"{k},{int(arg)}")
 
 

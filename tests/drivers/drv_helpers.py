@@ -1,0 +1,51 @@
+"""Helpers of the driver tests: the small test device, device factories, pattern generators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import drivers
+import opu
+from drivers.sim import SimDevice
+from firmware_models import Controller
+
+#: small device: 16 x 16 camera pixels, 8 x 8-mirror macro-pixels (enough light for 64 features)
+N_FEATURES = 64
+PATTERN_MEMORY = 256
+SETTINGS = {
+    "n_features": N_FEATURES,
+    "exposure_us": 100.0,
+    "frame_time_us": 200.0,
+    "macro_pixel_mirrors": 8,
+}
+
+
+def small_config(seed: int = 7) -> opu.OPUConfig:
+    """opu.realistic with a 16 x 16 camera ROI and a static medium (no drift inside a test)."""
+    return opu.realistic(seed=seed, n_outputs=256).replace(medium={"drift_time_constant_s": None})
+
+
+def new_controller(seed: int = 7) -> Controller:
+    return Controller(small_config(seed), pattern_memory=PATTERN_MEMORY)
+
+
+def open_sim() -> drivers.Device:
+    dev = SimDevice(new_controller(), resource="sim").open()
+    dev.configure(**SETTINGS)
+    return dev
+
+
+def open_visa(resource: str, timeout_s: float = 5.0) -> drivers.Device:
+    dev = drivers.connect(resource, timeout_s=timeout_s)
+    dev.configure(**SETTINGS)
+    return dev
+
+
+def require_sim(dev: drivers.Device) -> None:
+    if not dev.identity.is_simulated:
+        pytest.skip("needs the SIM: subsystem (simulated device)")
+
+
+def random_patterns(b: int, n: int = N_FEATURES, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2, size=(b, n), dtype=np.uint8)
