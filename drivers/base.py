@@ -411,6 +411,22 @@ class Device(ABC):
         self._sim("NOIS", "ON" if on else "OFF")
         self._projectors.clear()
 
+    def sync_clock(self, frames_total: int, device_time_s: float) -> None:
+        """Move a simulated device's frame counter and clock forward (``SIM:CLOCk``).
+
+        Resuming an interrupted run: frame noise is keyed by the device's global frame counter and
+        the medium drifts with device time, so a fresh simulated device set to the counters saved
+        with a checkpoint continues exactly as the uninterrupted run would have. Real hardware
+        has no such control (:class:`DriverError`); the clock never goes back (:class:`DeviceError`).
+        """
+        self._require_simulated("sync_clock")
+        frames = int(frames_total)
+        seconds = float(device_time_s)
+        if frames < 0 or not np.isfinite(seconds) or seconds < 0:
+            raise DriverError(f"sync_clock needs frames >= 0 and a finite time >= 0 s, got "
+                              f"({frames_total!r}, {device_time_s!r})", resource=self.resource)
+        self._sim("CLOC", f"{frames},{seconds!r}")
+
     def inject_fault(self, kind: str, arg: int | None = None) -> None:
         """Arm one emulator fault (docs/protocol.md, ``SIM:FAULt``).
 

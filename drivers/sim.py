@@ -119,6 +119,9 @@ class SimDevice(Device):
             self._call(command, c.set_seed, int(value))
         elif name == "NOIS":
             self._call(command, c.set_noise, value == "ON")
+        elif name == "CLOC":
+            frames, _, seconds = value.partition(",")
+            self._call(command, c.set_clock, int(frames), float(seconds))
         elif name == "FAUL":
             kind, _, arg = value.partition(",")
             # an injected error surfaces at the next checked command, as on the wire

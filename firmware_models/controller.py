@@ -611,6 +611,20 @@ class Controller:
             else:
                 self._clock.idle(s)
 
+    def set_clock(self, frames: int, device_time_s: float) -> None:
+        """Move the simulated unit's clock forward to (``frames``, ``device_time_s``) (SIM:CLOCk).
+
+        Resumes an interrupted run exactly: frame noise is keyed by the global frame counter, and
+        the medium is advanced one drift step at a time, as the frames of the original run did.
+        The clock never goes back (-222).
+        """
+        with self._lock:
+            self._commit()
+            f = _int_in(frames, "frame counter", self._clock.frames, 2**62)
+            t = _float_in(device_time_s, "device time", self._clock.device_time_s, 1e12, "s")
+            sim = self._simulator(self.config)  # built now so that the drift steps one at a time
+            sim.set_clock(f, t)
+
     def load_config(self, config: opu.OPUConfig) -> None:
         """Replace the bench (e.g. a fitted digital twin): its camera/DMD values become the settings.
 
@@ -809,6 +823,9 @@ class Controller:
             ("SIM:NOISe", S, lambda c: self.set_noise(_one(c, to_bool, "noise")), False),
             ("SIM:NOISe", Q, _nullary(lambda: b"1" if self._noise else b"0"), False),
             ("SIM:IDLE", S, lambda c: self.idle(_one(c, to_float, "idle time")), False),
+            ("SIM:CLOCk", S, self._c_clock, False),
+            ("SIM:CLOCk", Q, _nullary(lambda: f"{self._clock.frames},"
+                                      f"{format_float(self._clock.device_time_s)}".encode()), False),
             ("SIM:CONFig", S, self._c_config, False),
             ("SIM:CONFig", Q, _nullary(lambda: _BlockOut(self.config.model_dump_json().encode())), False),
             ("SIM:FAULt", S, self._c_fault, False),
@@ -885,6 +902,10 @@ class Controller:
             more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
             raise _err(-222, f"invalid OPUConfig JSON: {loc}: {first.get('msg', '')}{more}"[:300]) from None
         self.load_config(cfg)
+
+    def _c_clock(self, cmd: Command) -> None:
+        expect_args(cmd, 2)
+        self.set_clock(to_int(cmd.args[0], "frame counter"), to_float(cmd.args[1], "device time"))
 
     def _c_fault(self, cmd: Command) -> None:
         expect_args(cmd, 1, 2)
