@@ -1,0 +1,108 @@
+"""``opu train``: train a network by BP, DFA, optical DFA (on a device) or shallow learning.
+
+    opu train --mode optical-dfa --device sim --dataset digits --epochs 10 --seed 0 --out runs/odfa
+    opu train --mode optical-dfa --out runs/odfa --epochs 20 --resume     # continue the same run
+
+Writes OUT/config.json, OUT/metrics.jsonl (one JSON line per epoch), OUT/curves.png and
+OUT/checkpoint.npz (every epoch). Exit status 0 on success, 2 on a bad argument, 3 when the device
+failed mid-run (the checkpoint and metrics are kept; rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_DEVICE_FAILURE = 3
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes comma-separated integers like 256,256, got {text!r}") from err
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden needs at least one width >= 1, got {text!r}")
+    return widths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from host.train import DATASETS, MODES
+
+    p = subparsers.add_parser(
+        "train", help="train a network with BP, DFA, optical DFA (device in the loop) or shallow learning",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=MODES, default="optical-dfa")
+    p.add_argument("--device", default="sim",
+                   help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
+                        '(default: sim)')
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--data-dir", default=None, help="directory with the IDX files (mnist, fashion-mnist)")
+    p.add_argument("--max-train-samples", type=int, default=None, help="train on the first N samples only")
+    p.add_argument("--hidden", type=_widths, default=(256, 256), help="hidden widths, e.g. 256,256")
+    p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory (metrics, curves, checkpoint)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g = p.add_argument_group("feedback (dfa, optical-dfa)")
+    g.add_argument("--normalization", choices=("none", "fan_in", "fan_out"), default="fan_in")
+    g.add_argument("--encoding", choices=("ternary", "bitplanes"), default="ternary",
+                   help="optical-dfa: ternarized error (4 frames/sample) or bit planes (4 x precision)")
+    g.add_argument("--threshold", type=float, default=0.1, help="ternarization threshold")
+    g.add_argument("--threshold-mode", choices=("fixed", "adaptive"), default="fixed",
+                   help="adaptive: threshold x max|e| per sample")
+    g.add_argument("--precision", type=int, default=6, help="bits per sign with --encoding bitplanes")
+    g.add_argument("--exposure-target", type=float, default=0.6,
+                   help="auto-exposure: 99.9th percentile of all-on frames as a fraction of the ADC range "
+                        "(0 keeps the device's exposure and macro-pixels)")
+    g.add_argument("--alignment-batch", type=int, default=256)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from host.train import (
+        DatasetError,
+        FeedbackConfig,
+        TrainConfig,
+        TrainingError,
+        TrainingInterrupted,
+        train,
+    )
+    from host.train.checkpoint import CheckpointError
+
+    try:
+        cfg = TrainConfig(
+            mode=args.mode, dataset=args.dataset, data_dir=args.data_dir,
+            max_train_samples=args.max_train_samples, hidden=args.hidden, activation=args.activation,
+            batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+            momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
+            feedback=FeedbackConfig(
+                normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
+                threshold_mode=args.threshold_mode, precision=args.precision,
+                exposure_target_frac=args.exposure_target or None),
+        )
+    except ValidationError as err:
+        print(f"opu train: invalid arguments:\n{err}", file=sys.stderr)
+        return 2
+    try:
+        res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, log=print)
+    except TrainingInterrupted as err:
+        print(f"opu train: {err}", file=sys.stderr)
+        return EXIT_DEVICE_FAILURE
+    except (TrainingError, DatasetError, CheckpointError, ValueError) as err:
+        print(f"opu train: {err}", file=sys.stderr)
+        return 2
+    f = res.final if res.metrics else None
+    if f is not None:
+        print(f"done: {cfg.mode} test accuracy {100 * f['test_accuracy']:.2f} % after {f['epoch']} epochs; "
+              f"outputs in {res.out_dir}")
+    return 0

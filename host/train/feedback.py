@@ -1,0 +1,185 @@
+"""Feedback projections for DFA: one global random projection of the output error per step.
+
+For a batch of output errors ``e`` (b, C) (``softmax(logits) - onehot(y)`` per sample) a projector
+returns ``F = e A^T`` (b, m), ``A`` real i.i.d. N(0, 1) (m x C) and m the sum of the hidden widths;
+hidden layer l reads columns ``[o_l, o_l + d_l)`` (:func:`feedback_slices`), scaled by
+:func:`layer_scales`.
+
+* :class:`DigitalFeedback` - ``A`` drawn once from a JAX key; the product runs on the host.
+* :class:`OpticalFeedback` - the product comes from the device: ``device.linear_transform`` of
+  the ternarized error (4 frames per sample with the anchor scheme) or of its bit planes
+  (4 x precision frames per sample). The call happens outside ``jit``, once per step, for the
+  whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+import opu
+from drivers.base import Device
+
+from .exposure import ExposureReport, auto_expose
+
+
+class FeedbackConfig(BaseModel):
+    """How the error is projected and scaled.
+
+    normalization:
+        ``"fan_in"`` divides the projection by sqrt(C) (unit-scale feedback whatever the number of
+        classes), ``"fan_out"`` layer l's slice by sqrt(d_l), ``"none"`` keeps ``A e``.
+    encoding:
+        optical only: ``"ternary"`` (e_t = [e > t] - [e < -t], 4 frames a sample) or
+        ``"bitplanes"`` (``precision`` signed bit planes, 4 x precision frames a sample).
+    threshold, threshold_mode:
+        ``"fixed"``: t = threshold; ``"adaptive"``: t_i = threshold x max_j |e_ij| per sample.
+    rescale:
+        ternary only: ``"norm"`` multiplies sample i's projection by ||e_i|| / ||e_t,i|| so its
+        scale follows the error as digital DFA's does (0 when e_t,i = 0); ``"none"`` keeps A e_t.
+    exposure_target_frac:
+        auto-exposure target of the all-on frames' 99.9th percentile, fraction of the ADC range
+        (:mod:`host.train.exposure`); ``None`` keeps the device's macro-pixels and exposure.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    normalization: Literal["none", "fan_in", "fan_out"] = "fan_in"
+    encoding: Literal["ternary", "bitplanes"] = "ternary"
+    threshold: float = Field(0.1, ge=0.0, le=1.0)
+    threshold_mode: Literal["fixed", "adaptive"] = "fixed"
+    rescale: Literal["norm", "none"] = "norm"
+    precision: int = Field(6, ge=1, le=16)
+    scheme: Literal["anchor", "complement"] = "anchor"
+    exposure_target_frac: float | None = Field(0.6, gt=0.0, lt=1.0)
+
+
+def feedback_slices(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Column ranges [lo, hi) of each hidden layer in the global projection."""
+    out, lo = [], 0
+    for d in sizes:
+        out.append((lo, lo + int(d)))
+        lo += int(d)
+    return out
+
+
+def layer_scales(cfg: FeedbackConfig, sizes: Sequence[int], n_classes: int) -> tuple[float, ...]:
+    """Factor applied to each hidden layer's slice of the projection."""
+    if cfg.normalization == "fan_in":
+        return tuple(1.0 / math.sqrt(n_classes) for _ in sizes)
+    if cfg.normalization == "fan_out":
+        return tuple(1.0 / math.sqrt(d) for d in sizes)
+    return tuple(1.0 for _ in sizes)
+
+
+def ternary_error(e: np.ndarray, cfg: FeedbackConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(e_t (b, C) float64 in {-1, 0, 1}, per-sample rescale (b,)) for errors e (b, C)."""
+    e = np.asarray(e, dtype=np.float64)
+    t = cfg.threshold * np.abs(e).max(axis=1) if cfg.threshold_mode == "adaptive" else cfg.threshold
+    pos, neg = opu.ternarize(e, t)
+    et = pos.astype(np.float64) - neg.astype(np.float64)
+    if cfg.rescale == "norm":
+        ne = np.linalg.norm(et, axis=1)
+        scale = np.where(ne > 0, np.linalg.norm(e, axis=1) / np.maximum(ne, 1e-30), 0.0)
+    else:
+        scale = np.ones(e.shape[0])
+    return et, scale
+
+
+class DigitalFeedback:
+    """``F = e A^T`` with ``A`` (m, C) i.i.d. N(0, 1) drawn from ``key`` (float32)."""
+
+    frames_per_sample = 0
+
+    def __init__(self, key: jax.Array, n_outputs: int, n_classes: int) -> None:
+        self.matrix = jax.random.normal(key, (n_outputs, n_classes), jnp.float32)
+
+    def begin_epoch(self) -> None:
+        """Nothing to refresh: the matrix is fixed."""
+
+    def project(self, e: jnp.ndarray) -> jnp.ndarray:
+        return _digital(jnp.asarray(e, jnp.float32), self.matrix)
+
+
+@jax.jit
+def _digital(e: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
+    return e @ a.T
+
+
+class OpticalFeedback:
+    """``F ~ e A^T`` measured by ``device`` (open). Call :meth:`setup` once before projecting.
+
+    Attributes
+    ----------
+    saturation_warnings:
+        opu.SaturationWarning count since construction (frames at the ADC maximum).
+    exposure:
+        The auto-exposure report (None when it was skipped).
+    """
+
+    def __init__(self, device: Device, n_outputs: int, n_classes: int, cfg: FeedbackConfig) -> None:
+        self.device = device
+        self.n_outputs = int(n_outputs)
+        self.n_classes = int(n_classes)
+        self.cfg = cfg
+        self.saturation_warnings = 0
+        self.exposure: ExposureReport | None = None
+        self.scheme = opu.make_scheme(cfg.scheme, self.n_classes)
+
+    @property
+    def frames_per_sample(self) -> int:
+        per = self.scheme.frames_per_signed
+        return per if self.cfg.encoding == "ternary" else per * self.cfg.precision
+
+    def setup(self, settings: dict | None = None) -> dict:
+        """Configure the camera ROI (m pixels) and features; run auto-exposure.
+
+        ``settings`` (a ``DeviceSettings`` dump, e.g. from a checkpoint) is applied as is instead,
+        without acquiring anything. Returns the device settings dump in use.
+        """
+        dev = self.device
+        if settings is not None:
+            dev.configure(**settings)
+        else:
+            roi = opu.centred_roi(self.n_outputs)
+            dev.configure(
+                n_features=self.scheme.device_features,
+                camera_roi={"row": roi.row, "col": roi.col, "height_px": roi.height_px,
+                            "width_px": roi.width_px},
+            )
+            if self.cfg.exposure_target_frac is not None:
+                self.exposure = auto_expose(dev, target_frac=self.cfg.exposure_target_frac)
+        if dev.n_outputs != self.n_outputs:
+            raise ValueError(f"device gives {dev.n_outputs} outputs, the network needs {self.n_outputs}")
+        return dev.settings.model_dump(mode="json")
+
+    def begin_epoch(self) -> None:
+        """Re-measure the dark and reference frames (the medium drifts between epochs)."""
+        self._projector().recalibrate()
+
+    def _projector(self) -> opu.LinearProjector:
+        return self.device.projector(self.n_classes, self.cfg.scheme, self.cfg.precision)
+
+    def project(self, e: object) -> np.ndarray:
+        """Projection (b, m) float32 of errors e (b, C): one device call for the whole batch."""
+        e = np.asarray(e, dtype=np.float64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", opu.SaturationWarning)
+            if self.cfg.encoding == "ternary":
+                et, scale = ternary_error(e, self.cfg)
+                out = self.device.linear_transform(et, self.cfg.scheme, self.cfg.precision)
+                out = out * scale[:, None]
+            else:
+                out = self.device.linear_transform(e, self.cfg.scheme, self.cfg.precision)
+        for w in caught:
+            if issubclass(w.category, opu.SaturationWarning):
+                self.saturation_warnings += 1
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,337 @@
+"""The training loop: modes ``bp``, ``dfa``, ``optical-dfa`` and ``shallow`` on one pipeline.
+
+Per step (b samples): a jitted forward pass gives the output error e (b, C); the feedback
+projection F (b, m) comes from the digital matrix (``dfa``) or from ONE device call
+(``optical-dfa``: ``device.linear_transform`` of the ternarized error, 4 b frames); a second
+jitted function turns F into hidden-layer gradients and applies the optax update. ``bp`` is one
+jitted value-and-grad step, ``shallow`` trains the output layer only.
+
+Per epoch: training, the alignment on a held-out batch (first ``alignment_batch`` test samples),
+the test accuracy, a metrics line in ``OUT/metrics.jsonl``, an atomic checkpoint
+``OUT/checkpoint.npz`` and the curves ``OUT/curves.png``. The data order of epoch k is a
+permutation drawn from ``numpy.random.default_rng([seed, k])``, so a resumed run sees the same
+batches. On a simulated device the checkpoint also stores the device's frame counter and clock
+(its noise is keyed by them) and resuming restores them with ``Device.sync_clock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.base import Device
+from drivers.errors import DriverError
+
+from . import checkpoint
+from .data import Dataset, load_dataset
+from .feedback import DigitalFeedback, FeedbackConfig, OpticalFeedback, layer_scales
+from .models import mlp
+from .plots import plot_runs
+from .steps import Steps
+
+MODES = ("bp", "dfa", "optical-dfa", "shallow")
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+CURVES = "curves.png"
+#: fields a resumed run may change (everything else must match the stored configuration)
+RESUME_MAY_CHANGE = ("epochs", "device")
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a run (stored in ``OUT/config.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["bp", "dfa", "optical-dfa", "shallow"] = "optical-dfa"
+    dataset: Literal["digits", "fashion-mnist", "mnist"] = "digits"
+    data_dir: str | None = None
+    max_train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
+    hidden: tuple[int, ...] = (256, 256)
+    activation: Literal["tanh", "relu"] = "tanh"
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    seed: int = Field(0, ge=0)
+    device: str = "sim"
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    alignment_batch: int = Field(256, ge=2)
+
+
+class TrainingError(RuntimeError):
+    """The run cannot start or continue (the message says why and what to do)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """The device failed mid-run; ``epochs_done`` epochs are safe in the checkpoint."""
+
+    def __init__(self, message: str, epochs_done: int) -> None:
+        super().__init__(message)
+        self.epochs_done = epochs_done
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    out_dir: Path
+    metrics: list[dict] = field(default_factory=list)
+    exposure: dict | None = None
+    wall_s: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.metrics[-1]
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    if cfg.optimizer == "adam":
+        return optax.adam(cfg.lr)
+    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+
+
+def read_metrics(out_dir: Path) -> list[dict]:
+    p = Path(out_dir) / METRICS
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: Device | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    connect: Callable[[str], Device] | None = None,
+) -> TrainResult:
+    """Train (or continue) a run into ``out_dir``; see the module docstring.
+
+    ``device``: an open device for ``optical-dfa`` (left open); without it ``cfg.device`` is
+    opened with ``connect`` (default :func:`drivers.connect`) and closed at the end.
+    Raises :class:`TrainingInterrupted` on a device failure (checkpoint and metrics kept).
+    """
+    say = log or (lambda s: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        stored = TrainConfig.model_validate_json((out / CONFIG).read_text())
+        _check_resume(stored, cfg)
+    elif ckpt_path.is_file():
+        raise TrainingError(f"{out} already holds a run (checkpoint {ckpt_path}); pass --resume to "
+                            "continue it or choose another --out")
+    else:
+        resume = False
+    checkpoint.atomic_write_text(out / CONFIG, cfg.model_dump_json(indent=2))
+
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    if cfg.max_train_samples is not None:
+        k = cfg.max_train_samples
+        data = Dataset(data.name, data.x_train[:k], data.y_train[:k], data.x_test, data.y_test,
+                       data.n_classes, data.source)
+    n_train = data.x_train.shape[0]
+    if n_train < cfg.batch_size:
+        raise TrainingError(f"batch_size={cfg.batch_size} exceeds the {n_train} training samples")
+    net = mlp(cfg.hidden, data.n_classes, cfg.activation)
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_fb = jax.random.split(key)
+    params = net.init(k_init, data.n_features)
+    opt = make_optimizer(cfg)
+    opt_state = opt.init(params)
+    m = sum(net.hidden_sizes)
+    steps = Steps(net, opt, layer_scales(cfg.feedback, net.hidden_sizes, data.n_classes))
+
+    own_device = False
+    feedback: DigitalFeedback | OpticalFeedback | None = None
+    meta: dict = {}
+    if resume:
+        (params, opt_state), meta = checkpoint.load(ckpt_path, (params, opt_state))
+    start_epoch = int(meta.get("epoch", 0))
+    result = TrainResult(cfg, out)
+    t_start = time.perf_counter()
+    meta_device_settings: dict | None = None
+    try:
+        if cfg.mode == "dfa":
+            feedback = DigitalFeedback(k_fb, m, data.n_classes)
+        elif cfg.mode == "optical-dfa":
+            if device is None:
+                if connect is None:
+                    import drivers
+
+                    connect = drivers.connect
+                device = connect(cfg.device)
+                own_device = True
+            feedback = OpticalFeedback(device, m, data.n_classes, cfg.feedback)
+            stored_dev = meta.get("device")
+            settings = feedback.setup(stored_dev["settings"] if stored_dev else None)
+            if feedback.exposure is not None:
+                result.exposure = feedback.exposure.as_dict()
+                e = feedback.exposure
+                say(f"auto-exposure: {e.macro_pixel_mirrors}x{e.macro_pixel_mirrors}-mirror macro-pixels, "
+                    f"{e.exposure_us:.0f} us; all-on frames mean {e.all_on_mean_dn:.1f} DN, 99.9th pct "
+                    f"{e.all_on_p999_dn:.0f} DN of {e.adc_max_dn} ({e.frames} frames)")
+            if stored_dev:
+                _restore_clock(device, stored_dev)
+            meta_device_settings = settings
+
+        history = [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
+        checkpoint.atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+        result.metrics = history
+        x_al = jnp.asarray(data.x_test[: cfg.alignment_batch])
+        y_al = jnp.asarray(data.y_test[: cfg.alignment_batch])
+        n_steps = n_train // cfg.batch_size
+        for epoch in range(start_epoch, cfg.epochs):
+            rec, params, opt_state = _run_epoch(
+                cfg, epoch, data, steps, feedback, device, params, opt_state, n_steps, x_al, y_al, progress)
+            history.append(rec)
+            with (out / METRICS).open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            meta = _meta(cfg, epoch + 1, k_init, k_fb, device if cfg.mode == "optical-dfa" else None,
+                         meta_device_settings)
+            checkpoint.save(ckpt_path, (params, opt_state), meta)
+            plot_runs({cfg.mode: history}, out / CURVES, title=f"{cfg.mode} on {cfg.dataset}")
+            say(_summary(rec))
+    except DriverError as err:
+        done = len(result.metrics)
+        raise TrainingInterrupted(
+            f"device failure during epoch {done + 1}: {type(err).__name__}: {err}. Training stopped; "
+            f"the checkpoint of epoch {done} and the metrics are kept in {out} - fix the device and run "
+            "again with --resume to continue", done) from err
+    finally:
+        if own_device and device is not None:
+            with contextlib.suppress(DriverError):
+                device.close()
+    result.wall_s = time.perf_counter() - t_start
+    return result
+
+
+def _check_resume(stored: TrainConfig, cfg: TrainConfig) -> None:
+    a, b = stored.model_dump(), cfg.model_dump()
+    diff = [k for k in a if k not in RESUME_MAY_CHANGE and a[k] != b[k]]
+    if diff:
+        detail = ", ".join(f"{k}: stored {a[k]!r}, given {b[k]!r}" for k in diff)
+        raise TrainingError(f"--resume with a different configuration ({detail}); only "
+                            f"{', '.join(RESUME_MAY_CHANGE)} may change")
+
+
+def _restore_clock(device: Device, stored: dict) -> None:
+    """Put a simulated device's frame counter and clock where the checkpoint left them."""
+    if not device.identity.is_simulated:
+        return  # hardware noise is not reproducible anyway; the run continues statistically the same
+    device.sync_clock(int(stored["frames_total"]), float(stored["device_time_s"]))
+
+
+def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_steps, x_al, y_al, progress):
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    frames0 = device.frames_acquired if device is not None else 0
+    dtime0 = device.device_time_s if device is not None else 0.0
+    sat0 = getattr(feedback, "saturation_warnings", 0)
+    if feedback is not None:
+        feedback.begin_epoch()
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(data.x_train.shape[0])
+    losses, corrects = [], []
+    bar = tqdm(total=n_steps, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+               leave=False, unit="step")
+    try:
+        for s in range(n_steps):
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            x, y = jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx])
+            if cfg.mode == "bp":
+                params, opt_state, loss, correct = steps.bp_step(params, opt_state, x, y)
+            else:
+                loss, correct, e, inputs, pre = steps.forward_error(params, x, y)
+                if cfg.mode == "shallow":
+                    params, opt_state = steps.shallow_step(params, opt_state, x, y, None, inputs, pre)
+                else:
+                    fb = jnp.asarray(feedback.project(e))  # the one device call of this step
+                    params, opt_state = steps.dfa_step(params, opt_state, x, y, fb, inputs, pre)
+            losses.append(loss)
+            corrects.append(correct)
+            bar.update(1)
+            if s % 10 == 9:
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+    finally:
+        bar.close()
+    train_wall = time.perf_counter() - t0
+    frames_train = (device.frames_acquired - frames0) if device is not None else 0
+    align = None
+    if feedback is not None:
+        _, _, e_al, _, _ = steps.forward_error(params, x_al, y_al)
+        fb = jnp.asarray(feedback.project(e_al))
+        cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, x_al, y_al, fb))
+        align = [
+            {"layer": j + 1, "cos_update": float(cu[j]),
+             "angle_update_deg": float(np.degrees(np.arccos(np.clip(cu[j], -1, 1)))),
+             "cos_sample_mean": float(cm[j]), "cos_sample_std": float(cs[j])}
+            for j in range(cu.shape[0])
+        ]
+    test_loss, test_acc = _evaluate(steps, params, data.x_test, data.y_test)
+    n_seen = n_steps * cfg.batch_size
+    rec: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "mode": cfg.mode,
+        "train_loss": float(jnp.stack(losses).mean()),
+        "train_accuracy": float(jnp.stack(corrects).sum()) / n_seen,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "alignment": align,
+        "frames": (device.frames_acquired - frames0) if device is not None else 0,
+        "frames_train": frames_train,
+        "device_time_s": (device.device_time_s - dtime0) if device is not None else 0.0,
+        "frames_total": device.status().frames_total if device is not None else 0,
+        "saturation_warnings": getattr(feedback, "saturation_warnings", 0) - sat0,
+        "wall_s": time.perf_counter() - t0,
+        "step_time_ms": 1e3 * train_wall / max(n_steps, 1),
+    }
+    return rec, params, opt_state
+
+
+def _evaluate(steps: Steps, params, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> tuple[float, float]:
+    loss, correct = 0.0, 0
+    for lo in range(0, x.shape[0], chunk):
+        lsum, c = steps.evaluate(params, jnp.asarray(x[lo : lo + chunk]), jnp.asarray(y[lo : lo + chunk]))
+        loss += float(lsum)
+        correct += int(c)
+    return loss / x.shape[0], correct / x.shape[0]
+
+
+def _meta(cfg, epoch, k_init, k_fb, device, settings) -> dict:
+    meta: dict[str, Any] = {
+        "format": 1,
+        "epoch": epoch,
+        "config": cfg.model_dump(mode="json"),
+        "data_order_seed": cfg.seed,
+        "rng_keys": {"init": np.asarray(jax.random.key_data(k_init)).tolist(),
+                     "feedback": np.asarray(jax.random.key_data(k_fb)).tolist()},
+    }
+    if device is not None:
+        st = device.status()
+        meta["device"] = {"frames_total": int(st.frames_total), "device_time_s": float(st.device_time_s),
+                          "settings": settings, "resource": device.resource}
+    return meta
+
+
+def _summary(r: dict) -> str:
+    al = r.get("alignment")
+    al_s = " align " + "/".join(f"{a['cos_update']:.2f}" for a in al) if al else ""
+    dev = f" frames {r['frames']} ({r['device_time_s']:.1f} s device)" if r["frames"] else ""
+    sat = f" SATURATED x{r['saturation_warnings']}" if r["saturation_warnings"] else ""
+    return (f"epoch {r['epoch']}: loss {r['train_loss']:.4f} test acc {100 * r['test_accuracy']:.2f} %"
+            f"{al_s}{dev} [{r['wall_s']:.1f} s]{sat}")
+
