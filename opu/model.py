@@ -36,6 +36,8 @@ DENSE_LIMIT_BYTES = 4 * 2**30
 #: Batches smaller than this, on a medium that has not drifted yet, use only the W rows their lit
 #: features select instead of materialising W.
 LIT_PATH_MAX_BATCH = 32
+#: W rows generated per block on the lit-feature and streamed paths (one compiled shape per m).
+LIT_BLOCK_FEATURES = 512
 
 
 def _grain_matrix(size_out: int, halo: int, sigma_px: float) -> np.ndarray:
@@ -97,7 +99,7 @@ class Simulator:
         config: OPUConfig,
         n_features: int,
         tm_mode: Literal["auto", "dense", "streamed"] = "auto",
-        stream_block_features: int = 1024,
+        stream_block_features: int = 512,
     ) -> None:
         if not isinstance(config, OPUConfig):
             raise ConfigError(f"config must be an opu.OPUConfig, got {type(config).__name__}")
@@ -202,21 +204,12 @@ class Simulator:
             and self._lit_entries < self.tm.shape[0] * self.n_features
         )
 
-    def _lit_rows(self, x: np.ndarray) -> tuple[np.ndarray, jnp.ndarray]:
-        lit = np.flatnonzero(x.any(axis=0))
-        k = min(_bucket(lit.size), self.n_features)  # few distinct shapes -> few compilations
-        self._lit_entries += k * self.tm.shape[0]
-        features = np.zeros(k, dtype=np.int64)
-        features[: lit.size] = lit
-        xs = np.zeros((x.shape[0], k), dtype=np.float32)
-        xs[:, : lit.size] = x[:, lit]
-        return xs, self.tm.w_rows(features)
-
     def _field(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m_ext = self.tm.shape[0]
         if self._use_lit_columns(x):
-            xs, w = self._lit_rows(x)
-            re, im = _field_parts(jnp.asarray(xs), w, m_ext)
+            lit = np.flatnonzero(x.any(axis=0))
+            self._lit_entries += lit.size * m_ext
+            re, im = streamed_field(self.tm, x, LIT_BLOCK_FEATURES, features=lit)
         elif self.tm_mode == "dense":
             re, im = _field_parts(jnp.asarray(x, dtype=jnp.float32), self.medium.w, m_ext)
         else:
@@ -235,10 +228,7 @@ class Simulator:
         return np.asarray(re), np.asarray(im)
 
     def _intensity(self, x: np.ndarray) -> np.ndarray:
-        if self._use_lit_columns(x) and not self._halo:
-            xs, w = self._lit_rows(x)
-            return np.asarray(_intensity_dense(jnp.asarray(xs), w))
-        if self.tm_mode == "dense" and not self._halo:
+        if self.tm_mode == "dense" and not self._halo and not self._use_lit_columns(x):
             return np.asarray(_intensity_dense(jnp.asarray(x, dtype=jnp.float32), self.medium.w))
         re, im = self._field(x)
         return re * re + im * im
@@ -298,14 +288,6 @@ class Simulator:
         self.clock.idle(seconds)
         if self.medium.tau_s:
             self.medium.advance_to_step(self.medium.step_at(self.clock.device_time_s), exact_steps=False)
-
-
-def _bucket(k: int) -> int:
-    """Round k up to 8 steps per octave (at most 12.5 % padding)."""
-    if k <= 8:
-        return max(k, 1)
-    step = 1 << (k.bit_length() - 4)
-    return -(-k // step) * step
 
 
 def _runs(steps: np.ndarray | None, b: int) -> list[tuple[int, int]]:

@@ -34,7 +34,8 @@ def test_binary_patterns_in_any_numeric_dtype_are_accepted(sim):
     x = np.random.default_rng(0).integers(0, 2, size=(3, 16))
     ref = sim.intensity(x.astype(bool))
     for dtype in (np.uint8, np.int32, np.float32, np.float64):
-        np.testing.assert_array_equal(sim.intensity(x.astype(dtype)), ref)
+        # equal up to float32 summation order (the W rows may be generated on demand or held)
+        np.testing.assert_allclose(sim.intensity(x.astype(dtype)), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(15,), (2, 17), (2, 2, 16), ()])
