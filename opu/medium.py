@@ -29,7 +29,6 @@ import numpy as np
 
 from .rng import Stream, threefry_key
 
-
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 
 
