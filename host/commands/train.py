@@ -54,9 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--normalization", choices=("none", "fan_in", "fan_out"), default="fan_in")
     g.add_argument("--encoding", choices=("ternary", "bitplanes"), default="ternary",
                    help="optical-dfa: ternarized error (4 frames/sample) or bit planes (4 x precision)")
-    g.add_argument("--threshold", type=float, default=0.1, help="ternarization threshold")
-    g.add_argument("--threshold-mode", choices=("fixed", "adaptive"), default="fixed",
-                   help="adaptive: threshold x max|e| per sample")
+    g.add_argument("--threshold", type=float, default=0.1,
+                   help="ternarization threshold (fixed and adaptive modes)")
+    g.add_argument("--threshold-mode", choices=("stochastic", "fixed", "adaptive"), default="stochastic",
+                   help="stochastic: unbiased sign(e) with probability |e|/max|e| (default); fixed: "
+                        "|e| > threshold; adaptive: |e| > threshold x max|e| per sample")
     g.add_argument("--precision", type=int, default=6, help="bits per sign with --encoding bitplanes")
     g.add_argument("--exposure-target", type=float, default=0.6,
                    help="auto-exposure: 99.9th percentile of all-on frames as a fraction of the ADC range "

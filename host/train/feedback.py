@@ -40,7 +40,12 @@ class FeedbackConfig(BaseModel):
         optical only: ``"ternary"`` (e_t = [e > t] - [e < -t], 4 frames a sample) or
         ``"bitplanes"`` (``precision`` signed bit planes, 4 x precision frames a sample).
     threshold, threshold_mode:
-        ``"fixed"``: t = threshold; ``"adaptive"``: t_i = threshold x max_j |e_ij| per sample.
+        ``"stochastic"`` (default): unbiased stochastic ternarization, e_t,ij = sign(e_ij) with
+        probability |e_ij| / s_i and 0 otherwise, s_i = max_j |e_ij|, rescaled by s_i, so that
+        E[s e_t] = e: the feedback is the digital DFA feedback plus zero-mean noise (the
+        deterministic thresholds drop the small wrong-class errors and bias the update towards
+        the true class only; docs/training.md has the comparison). ``"fixed"``: t = threshold;
+        ``"adaptive"``: t_i = threshold x max_j |e_ij| per sample.
     rescale:
         ternary only: ``"norm"`` multiplies sample i's projection by ||e_i|| / ||e_t,i|| so its
         scale follows the error as digital DFA's does (0 when e_t,i = 0); ``"none"`` keeps A e_t.
@@ -53,7 +58,7 @@ class FeedbackConfig(BaseModel):
     normalization: Literal["none", "fan_in", "fan_out"] = "fan_in"
     encoding: Literal["ternary", "bitplanes"] = "ternary"
     threshold: float = Field(0.1, ge=0.0, le=1.0)
-    threshold_mode: Literal["fixed", "adaptive"] = "fixed"
+    threshold_mode: Literal["stochastic", "fixed", "adaptive"] = "stochastic"
     rescale: Literal["norm", "none"] = "norm"
     precision: int = Field(6, ge=1, le=16)
     scheme: Literal["anchor", "complement"] = "anchor"
@@ -78,9 +83,22 @@ def layer_scales(cfg: FeedbackConfig, sizes: Sequence[int], n_classes: int) -> t
     return tuple(1.0 for _ in sizes)
 
 
-def ternary_error(e: np.ndarray, cfg: FeedbackConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(e_t (b, C) float64 in {-1, 0, 1}, per-sample rescale (b,)) for errors e (b, C)."""
+def ternary_error(
+    e: np.ndarray, cfg: FeedbackConfig, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(e_t (b, C) float64 in {-1, 0, 1}, per-sample rescale (b,)) for errors e (b, C).
+
+    ``rng`` drives the stochastic mode (the trainer passes one keyed by seed, epoch and step so
+    that a resumed run draws the same ternarizations).
+    """
     e = np.asarray(e, dtype=np.float64)
+    if cfg.threshold_mode == "stochastic":
+        if rng is None:
+            raise ValueError("stochastic ternarization needs an explicit numpy Generator (rng=...)")
+        s = np.abs(e).max(axis=1)
+        s = np.where(s > 0, s, 1.0)
+        keep = rng.random(e.shape) < np.abs(e) / s[:, None]
+        return np.sign(e) * keep, s
     t = cfg.threshold * np.abs(e).max(axis=1) if cfg.threshold_mode == "adaptive" else cfg.threshold
     pos, neg = opu.ternarize(e, t)
     et = pos.astype(np.float64) - neg.astype(np.float64)
@@ -103,7 +121,8 @@ class DigitalFeedback:
     def begin_epoch(self) -> None:
         """Nothing to refresh: the matrix is fixed."""
 
-    def project(self, e: jnp.ndarray) -> jnp.ndarray:
+    def project(self, e: jnp.ndarray, rng: np.random.Generator | None = None) -> jnp.ndarray:
+        """``e A^T`` of the exact error (``rng`` unused: no encoding)."""
         return _digital(jnp.asarray(e, jnp.float32), self.matrix)
 
 
@@ -166,13 +185,15 @@ class OpticalFeedback:
     def _projector(self) -> opu.LinearProjector:
         return self.device.projector(self.n_classes, self.cfg.scheme, self.cfg.precision)
 
-    def project(self, e: object) -> np.ndarray:
-        """Projection (b, m) float32 of errors e (b, C): one device call for the whole batch."""
+    def project(self, e: object, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Projection (b, m) float32 of errors e (b, C): one device call for the whole batch.
+
+        ``rng``: the Generator of the stochastic ternarization (required in that mode)."""
         e = np.asarray(e, dtype=np.float64)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", opu.SaturationWarning)
             if self.cfg.encoding == "ternary":
-                et, scale = ternary_error(e, self.cfg)
+                et, scale = ternary_error(e, self.cfg, rng)
                 out = self.device.linear_transform(et, self.cfg.scheme, self.cfg.precision)
                 out = out * scale[:, None]
             else:

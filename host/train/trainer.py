@@ -45,6 +45,8 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 CURVES = "curves.png"
+#: sub-streams of the per-step Generators (encoding of the error, alignment batch)
+_ENCODING_STREAM, _ALIGNMENT_STREAM = 0x454E, 0x414C
 #: fields a resumed run may change (everything else must match the stored configuration)
 RESUME_MAY_CHANGE = ("epochs", "device")
 
@@ -259,7 +261,9 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
                 if cfg.mode == "shallow":
                     params, opt_state = steps.shallow_step(params, opt_state, x, y, None, inputs, pre)
                 else:
-                    fb = jnp.asarray(feedback.project(e))  # the one device call of this step
+                    # the one device call of this step; its encoding noise is keyed by the step
+                    rng = np.random.default_rng([cfg.seed, epoch, s, _ENCODING_STREAM])
+                    fb = jnp.asarray(feedback.project(e, rng))
                     params, opt_state = steps.dfa_step(params, opt_state, x, y, fb, inputs, pre)
             losses.append(loss)
             corrects.append(correct)
@@ -273,7 +277,7 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
     align = None
     if feedback is not None:
         _, _, e_al, _, _ = steps.forward_error(params, x_al, y_al)
-        fb = jnp.asarray(feedback.project(e_al))
+        fb = jnp.asarray(feedback.project(e_al, np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])))
         cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, x_al, y_al, fb))
         align = [
             {"layer": j + 1, "cos_update": float(cu[j]),

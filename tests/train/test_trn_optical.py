@@ -27,7 +27,7 @@ def _cos(a, b):
 
 
 def test_ternarized_projection_correlates_with_exact_projection():
-    cfg = FeedbackConfig(rescale="none")
+    cfg = FeedbackConfig(rescale="none", threshold_mode="fixed")
     with SimulatorDevice(opu.realistic(seed=5)) as dev:
         fb = OpticalFeedback(dev, M, C, cfg)
         settings = fb.setup()
@@ -35,7 +35,7 @@ def test_ternarized_projection_correlates_with_exact_projection():
             warnings.simplefilter("error", opu.SaturationWarning)  # the light budget leaves headroom
             fb.begin_epoch()
             e = _errors(200, seed=1)
-            proj = fb.project(e).astype(np.float64)
+            proj = fb.project(e, np.random.default_rng(0)).astype(np.float64)
     assert fb.saturation_warnings == 0
     # The exact A, measured independently: a noiseless float detector with the same seed, macro-pixels
     # and camera ROI, projecting the unit vectors (A^T is C x m).
@@ -91,3 +91,22 @@ def test_device_failure_keeps_checkpoint_and_metrics(tmp_path):
     good = SimulatorDevice(opu.realistic(seed=0)).open()
     res = train(cfg, tmp_path / "run", device=good, resume=True, progress=False)
     assert [r["epoch"] for r in res.metrics] == [1, 2, 3]
+
+
+def test_stochastic_ternarization_is_unbiased():
+    """E[s e_t] = e: the mean over many draws converges to the error at the 1/sqrt(N) rate."""
+    e = _errors(50, seed=3)
+    cfg = FeedbackConfig()  # stochastic by default
+    draws = 4000
+    rng = np.random.default_rng(7)
+    acc = np.zeros_like(e)
+    for _ in range(draws):
+        et, s = ternary_error(e, cfg, rng)
+        assert set(np.unique(et)) <= {-1.0, 0.0, 1.0}
+        acc += et * s[:, None]
+    mean = acc / draws
+    s = np.abs(e).max(axis=1, keepdims=True)
+    # per entry, s e_t has variance s |e| - e^2 <= s^2 / 4
+    assert np.all(np.abs(mean - e) < 5 * (s / 2) / np.sqrt(draws))
+    with pytest.raises(ValueError, match="Generator"):
+        ternary_error(e, cfg)
