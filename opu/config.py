@@ -142,8 +142,9 @@ class CameraConfig(_Frozen):
         8, description="ADC bits; None = ideal detector returning float32 electrons x K"
     )
     poisson_exact_below_e: float = Field(
-        100.0,
+        20.0,
         ge=0,
+        le=200,
         description="shot noise is sampled exactly (Poisson) below this mean; Gaussian above",
     )
 

@@ -189,7 +189,7 @@ class Simulator:
     def intensity(self, patterns: object) -> np.ndarray:
         """Noiseless speckle intensity |B x|^2, float32 (b, m), in units of E|B_ij|^2 = 1/mirror."""
         x, single = as_pattern_batch(patterns, self.n_features)
-        out = self._intensity(x)
+        out = np.asarray(self._intensity(x))
         return out[0] if single else out
 
     def _use_lit_columns(self, x: np.ndarray) -> bool:
@@ -227,11 +227,12 @@ class Simulator:
             im = jnp.reshape(im, (x.shape[0], -1))
         return np.asarray(re), np.asarray(im)
 
-    def _intensity(self, x: np.ndarray) -> np.ndarray:
+    def _intensity(self, x: np.ndarray) -> jnp.ndarray:
+        """|Bx|^2 (b, m) float32, left on the JAX device for the camera kernel."""
         if self.tm_mode == "dense" and not self._halo and not self._use_lit_columns(x):
-            return np.asarray(_intensity_dense(jnp.asarray(x, dtype=jnp.float32), self.medium.w))
+            return _intensity_dense(jnp.asarray(x, dtype=jnp.float32), self.medium.w)
         re, im = self._field(x)
-        return re * re + im * im
+        return jnp.asarray(re * re + im * im)
 
     # ------------------------------------------------------------------ acquisition
     def acquire(self, patterns: object) -> np.ndarray:

@@ -1,12 +1,15 @@
 """Explicit, counter-based randomness. No global RNG anywhere in the package.
 
-Every random quantity of a device is keyed by ``(seed, stream, counter)``:
+Every random quantity of a device is the Threefry-2x32 hash (JAX's counter-based generator) of a
+counter under a key derived from ``(seed, stream)``:
 
-* the transmission matrix uses JAX's Threefry-2x32 hash on the counter ``(pixel, mirror)``, so
-  any block of it can be produced on its own and is bit-identical whatever the block size;
-* per-frame camera and laser noise use numpy's Philox-4x64 with key ``(seed, stream)`` and the
-  frame index in the counter's third word, so frame ``f`` is the same whether it is acquired alone,
-  in a batch, or in chunks (the in-process and instrument paths rely on this).
+* the transmission matrix: counter ``(pixel id, mirror id)``, so any block of it can be produced on
+  its own and is bit-identical whatever the block size;
+* the drift innovations: the same counters under a key per drift step;
+* the fixed patterns (PRNU, DSNU): counter ``(pixel id, 0)``;
+* the camera noise: counter ``(frame index, pixel id)``, and the laser factor ``(frame index,
+  2^32 - 1)``, so frame ``f`` is the same whether it is acquired alone, in a batch, or in chunks
+  (the in-process and instrument paths rely on this).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from enum import IntEnum
 
 import jax.extend.random as jxr
 import jax.numpy as jnp
-import numpy as np
 
 
 class Stream(IntEnum):
@@ -27,7 +29,6 @@ class Stream(IntEnum):
     LASER = 0x4C41  # "LA"
     PRNU = 0x5052  # "PR"
     DSNU = 0x4453  # "DS"
-    ANCHOR = 0x414E  # "AN"
 
 
 def threefry_key(seed: int, stream: Stream, sub: int = 0) -> jnp.ndarray:
@@ -39,19 +40,3 @@ def threefry_key(seed: int, stream: Stream, sub: int = 0) -> jnp.ndarray:
     base = jnp.asarray([seed & 0xFFFFFFFF, 0], dtype=jnp.uint32)
     count = jnp.asarray([int(stream), sub & 0xFFFFFFFF], dtype=jnp.uint32)
     return jxr.threefry_2x32(base, count)
-
-
-def frame_generator(seed: int, stream: Stream, frame_index: int) -> np.random.Generator:
-    """numpy Generator for frame ``frame_index`` of ``stream``: Philox-4x64, no SeedSequence.
-
-    The frame index sits in the third counter word; a frame would have to draw 2**128 numbers
-    before reaching the next frame's counter range.
-    """
-    counter = np.array([0, 0, frame_index, 0], dtype=np.uint64)
-    key = np.array([seed, int(stream)], dtype=np.uint64)
-    return np.random.Generator(np.random.Philox(counter=counter, key=key))
-
-
-def map_generator(seed: int, stream: Stream) -> np.random.Generator:
-    """numpy Generator for a fixed pattern (PRNU, DSNU, anchor) of ``stream``."""
-    return frame_generator(seed, stream, 0)

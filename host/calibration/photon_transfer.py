@@ -45,8 +45,16 @@ def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult,
         vs.append(st.var[ok])
         lin.append((t, x, ok))
         mean_signal.append((t, float(x.mean()), float(ok.mean())))
-        # pinned pixels: constant over the repeats (full well) or at the ADC maximum
-        pinned = (st.raw_mean >= s.adc_max) | ((st.var == 0) & (x > 0.5 * probe.saturation_signal_dn))
+        # pinned pixels: at the ADC maximum, or held at full well. A full pixel still shows the read
+        # noise (and rounding), but far less than the shot noise K x its level would give: flag
+        # bright pixels whose raw variance is under a tenth of that, K taken roughly from var/mean
+        # of the unsaturated bright pixels of this exposure.
+        bright = ok & (x > 0.2 * probe.saturation_signal_dn)
+        k_rough = float(np.median(st.var[bright] / x[bright])) if bright.sum() >= 16 else 0.0
+        full = (x > 0.5 * probe.saturation_signal_dn) & (
+            (st.raw_var == 0) | (st.raw_var < 0.1 * k_rough * np.maximum(x, 0.0))
+        )
+        pinned = (st.raw_mean >= s.adc_max) | full
         sat_pts.append((st.raw_mean - dark[None, :])[pinned])
         sat_raw.append(st.raw_mean[pinned])
         # laser: spread of the frame totals beyond what the pixels' own noise explains

@@ -22,7 +22,9 @@ class TemporalStats:
     variance (P, m), saturation mask (P, m): some repeat at the ADC maximum or at 0.
 
     ``gain_factors`` (P, R): the common per-frame factor removed (1 where not estimated);
-    ``pairs_kept`` (P,): successive pairs used for the variance.
+    ``pairs_kept`` (P,): successive pairs used for the variance; ``raw_var`` (P, m): the plain
+    temporal variance before any correction (a pixel held at full well shows only read and rounding
+    noise there, whereas the common-mode correction would modulate it).
     """
 
     mean: np.ndarray
@@ -31,6 +33,7 @@ class TemporalStats:
     saturated: np.ndarray
     gain_factors: np.ndarray
     pairs_kept: np.ndarray
+    raw_var: np.ndarray
 
 
 def temporal_stats(frames: np.ndarray, adc_max: float, dark: np.ndarray | None = None,
@@ -49,6 +52,7 @@ def temporal_stats(frames: np.ndarray, adc_max: float, dark: np.ndarray | None =
     raw_max = y.max(axis=1)
     raw_min = y.min(axis=1)
     raw_var0 = (raw_max == raw_min)
+    raw_var = y.var(axis=1, ddof=1) if r > 1 else np.zeros_like(raw_mean)
     saturated = (raw_max >= adc_max) | (raw_min <= 0)
     if clip_signal_dn is not None and dark is not None:
         # near a full well below the ADC range: pixels touching it no longer follow the light
@@ -77,7 +81,7 @@ def temporal_stats(frames: np.ndarray, adc_max: float, dark: np.ndarray | None =
     mean = y.mean(axis=1)
     # a pixel pinned at one value (full-well plateau) has exactly zero variance; keep it exact
     var = np.where(raw_var0, 0.0, var)
-    return TemporalStats(mean, raw_mean, var, saturated, factors, kept)
+    return TemporalStats(mean, raw_mean, var, saturated, factors, kept, raw_var)
 
 
 @dataclass

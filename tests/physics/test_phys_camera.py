@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import opu
 
@@ -140,3 +141,37 @@ def test_laser_fluctuation_is_common_to_all_pixels_of_a_frame():
     assert np.abs(ratio - per_frame[:, None]).max() < 1e-3
     assert abs(per_frame.std(ddof=1) / s_l - 1) < 5 / np.sqrt(2 * 399)
     assert abs(per_frame.mean() - 1) < 5 * s_l / np.sqrt(400)
+
+
+@pytest.mark.parametrize("target_e", [0.5, 3.0, 12.0])
+def test_photon_counting_regime_is_exactly_poisson(target_e):
+    """K = 1 DN/e-, no read noise: frame - black counts electrons; compare with the Poisson law."""
+    cam = {"read_noise_e": 0.0, "dark_current_e_per_s": 0.0, "gain_dn_per_e": 1.0, "black_level_dn": 100.0,
+           "quantum_efficiency": 1.0, "shot_noise": True, "bit_depth": 12, "exposure_us": 100.0}
+    cfg = opu.ideal(seed=12, n_outputs=1024).replace(camera=cam)
+    sim = opu.Simulator(cfg, n_features=64)
+    x = np.zeros((400, 64), bool)
+    x[:, :10] = True
+    mean_photons = sim.intensity(x[:1])[0].astype(np.float64) * sim.photons_per_unit_intensity
+    # scale the light so that one chosen pixel group sits near target_e electrons
+    scale = target_e / np.median(mean_photons)
+    sim.reconfigure(cfg.replace(laser={"photons_per_mirror_us": cfg.laser.photons_per_mirror_us * scale}))
+    lam = sim.intensity(x[:1])[0].astype(np.float64) * sim.photons_per_unit_intensity
+    counts = sim.acquire(x).astype(np.int64) - 100
+    # pool pixels with lambda in a narrow band around the target: Poisson(lambda) mixture ~ Poisson(mean)
+    band = np.abs(lam - target_e) < 0.05 * target_e + 0.02
+    assert band.sum() >= 20
+    k = counts[:, band].ravel()
+    lam_band = lam[band]
+    kmax = int(target_e + 8 * np.sqrt(target_e) + 8)
+    observed = np.bincount(np.minimum(k, kmax), minlength=kmax + 1)
+    expected = np.zeros(kmax + 1)
+    for lam_i in lam_band:
+        pmf = stats.poisson.pmf(np.arange(kmax + 1), lam_i)
+        pmf[-1] += stats.poisson.sf(kmax, lam_i)
+        expected += pmf * counts.shape[0]
+    keep = expected > 5
+    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    dof = keep.sum() - 1
+    assert stats.chi2.sf(chi2, dof) > 1e-3, (chi2, dof)
+    assert (k >= 0).all()

@@ -80,10 +80,7 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
 
 def test_optical_resume_on_the_driver_simulator(tmp_path):
     import drivers
-    from drivers.base import Device
 
-    if not hasattr(Device, "sync_clock"):
-        pytest.skip("Device.sync_clock is not in drivers yet (exact optical resume on drivers' sim needs it)")
     cfg = TrainConfig(mode="optical-dfa", epochs=2, max_train_samples=256, **SMALL)
     with drivers.connect("sim") as dev:
         full = train(cfg, tmp_path / "full", device=dev, progress=False)
