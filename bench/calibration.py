@@ -20,40 +20,15 @@ import time
 from pathlib import Path
 
 import drivers
-import opu
 from host.calibration import calibrate, make_plan
+from host.calibration.reference_devices import GRID, grid_config, true_saturation_e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: the grid of tests/calibration/conftest.py: config changes on opu.realistic(seed=7), max wait (s)
-GRID = {
-    "8bit_adc_boost": (dict(camera={"gain_dn_per_e": 0.025, "read_noise_e": 2.4},
-                            laser={"power_fluctuation_rel": 0.005},
-                            medium={"drift_time_constant_s": 200.0, "drift_step_s": 1.0}), 900.0),
-    "8bit_adc_k005": (dict(camera={"gain_dn_per_e": 0.05, "read_noise_e": 12.0, "full_well_e": 20000.0},
-                           laser={"power_fluctuation_rel": 0.01, "photons_per_mirror_us": 0.01},
-                           medium={"drift_time_constant_s": 60.0, "drift_step_s": 0.5}), 300.0),
-    "10bit_fullwell": (dict(camera={"gain_dn_per_e": 0.1, "read_noise_e": 6.0, "full_well_e": 8000.0,
-                                    "bit_depth": 10, "black_level_dn": 20.0},
-                            laser={"power_fluctuation_rel": 0.02},
-                            medium={"drift_time_constant_s": 100.0, "drift_step_s": 0.5}), 400.0),
-    "12bit_gain6db_static": (dict(camera={"gain_dn_per_e": 0.2, "analog_gain_db": 6.0, "read_noise_e": 3.0,
-                                          "full_well_e": 9000.0, "bit_depth": 12, "black_level_dn": 40.0},
-                                  laser={"power_fluctuation_rel": 0.0},
-                                  medium={"drift_time_constant_s": None}), 60.0),
-}
-
-
-def _sat_e(cfg: opu.OPUConfig) -> float:
-    c = cfg.camera
-    dark_e = c.dark_current_e_per_s * c.exposure_us * 1e-6
-    return min(c.full_well_e, (c.adc_max_dn - c.black_level_dn) / c.system_gain_dn_per_e) - dark_e
-
-
 def grid_errors(tmp: Path) -> dict:
     rows = {}
-    for name, (changes, wait) in GRID.items():
-        cfg = opu.realistic(seed=7).replace(**changes)
+    for name, (_, wait) in GRID.items():
+        cfg = grid_config(name)
         path = tmp / f"{name}.json"
         path.write_text(cfg.model_dump_json())
         with drivers.connect(f"sim:{path}") as dev:
@@ -63,7 +38,7 @@ def grid_errors(tmp: Path) -> dict:
         row = {
             "gain": abs(r.photon_transfer.system_gain_dn_per_e.value / c.system_gain_dn_per_e - 1),
             "read_noise": abs(r.dark.read_noise_e.value / c.read_noise_e - 1),
-            "saturation": abs(r.photon_transfer.saturation_capacity_e.value / _sat_e(cfg) - 1),
+            "saturation": abs(r.photon_transfer.saturation_capacity_e.value / true_saturation_e(cfg) - 1),
         }
         tau = cfg.medium.drift_time_constant_s
         if tau is not None:
