@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from cal_simdev import TinySimDevice
+from flaky_device import FlakySimDevice
 
 import drivers
 import opu
@@ -27,7 +27,7 @@ def _plan():
 
 
 def test_no_light(tmp_path):
-    dev = TinySimDevice(opu.realistic(seed=1).replace(laser={"photons_per_mirror_us": 0.0})).open()
+    dev = FlakySimDevice(opu.realistic(seed=1).replace(laser={"photons_per_mirror_us": 0.0})).open()
     with pytest.raises(CalibrationAborted, match="no light") as info:
         calibrate(dev, tmp_path, _plan(), **QUICK)
     assert isinstance(info.value.__cause__, NoLightError)
@@ -41,7 +41,7 @@ def test_no_light(tmp_path):
     (dict(camera={"black_level_dn": 255.0}), "dark frames"),
 ])
 def test_saturated_device(tmp_path, changes, match):
-    dev = TinySimDevice(opu.realistic(seed=1).replace(**changes)).open()
+    dev = FlakySimDevice(opu.realistic(seed=1).replace(**changes)).open()
     with pytest.raises(CalibrationAborted, match=match) as info:
         calibrate(dev, tmp_path, _plan(), **QUICK)
     assert isinstance(info.value.__cause__, SaturatedDeviceError)
@@ -49,7 +49,7 @@ def test_saturated_device(tmp_path, changes, match):
 
 def test_device_drops_out_mid_calibration(tmp_path):
     plan = _plan()
-    dev = TinySimDevice(opu.realistic(seed=1), fail_after_frames=250).open()
+    dev = FlakySimDevice(opu.realistic(seed=1), fail_after_frames=250).open()
     with pytest.raises(CalibrationAborted, match="device dropped out") as info:
         calibrate(dev, tmp_path, plan, **QUICK)
     assert isinstance(info.value.__cause__, drivers.DeviceDisconnected)
@@ -59,7 +59,7 @@ def test_device_drops_out_mid_calibration(tmp_path):
     # the stages finished before the drop are kept, with their figures
     assert saved["stages_completed"][:2] == ["probe", "dark"]
     assert saved["dark"]["black_level_dn"]["value"] == pytest.approx(8.0, abs=0.3)
-    assert info.value.report.frames_used == dev.sim.clock.frames  # every frame taken is accounted
+    assert info.value.report.frames_used == dev.status().frames_total  # every frame taken is accounted
 
 
 def test_too_few_frames_for_precision_fails_before_measuring(tmp_path, capsys):

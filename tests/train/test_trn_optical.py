@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from trn_fakes import SimulatorDevice
+from flaky_device import FlakySimDevice
 
 import opu
 from host.train import FeedbackConfig, OpticalFeedback, TrainConfig, TrainingInterrupted, read_metrics, train
@@ -28,7 +28,7 @@ def _cos(a, b):
 
 def test_ternarized_projection_correlates_with_exact_projection():
     cfg = FeedbackConfig(rescale="none", threshold_mode="fixed")
-    with SimulatorDevice(opu.realistic(seed=5)) as dev:
+    with FlakySimDevice(opu.realistic(seed=5)) as dev:
         fb = OpticalFeedback(dev, M, C, cfg)
         settings = fb.setup()
         with warnings.catch_warnings():
@@ -61,7 +61,7 @@ def test_ternarized_projection_correlates_with_exact_projection():
 
 
 def test_auto_exposure_reaches_its_target():
-    with SimulatorDevice(opu.realistic(seed=2)) as dev:
+    with FlakySimDevice(opu.realistic(seed=2)) as dev:
         fb = OpticalFeedback(dev, M, C, FeedbackConfig(exposure_target_frac=0.5))
         fb.setup()
         rep = fb.exposure
@@ -78,17 +78,17 @@ def test_device_failure_keeps_checkpoint_and_metrics(tmp_path):
     cfg = TrainConfig(mode="optical-dfa", epochs=3, hidden=(32, 32), batch_size=64, max_train_samples=256,
                       alignment_batch=64)
     # per epoch: 1 calibration sequence + 4 steps + 1 alignment; auto-exposure takes a few sequences
-    dev = SimulatorDevice(opu.realistic(seed=0), fail_after_sequences=None).open()
+    dev = FlakySimDevice(opu.realistic(seed=0), fail_after_sequences=None).open()
     ok = train(cfg.model_copy(update={"epochs": 1}), tmp_path / "probe", device=dev, progress=False)
     per_epoch = 6
     setup = dev.sequences - per_epoch
     assert ok.metrics[0]["frames"] > 0
-    bad = SimulatorDevice(opu.realistic(seed=0), fail_after_sequences=setup + per_epoch + 2).open()
+    bad = FlakySimDevice(opu.realistic(seed=0), fail_after_sequences=setup + per_epoch + 2).open()
     with pytest.raises(TrainingInterrupted, match=r"DeviceDisconnected.*epoch 1.*--resume") as info:
         train(cfg, tmp_path / "run", device=bad, progress=False)
     assert info.value.epochs_done == 1
     assert len(read_metrics(tmp_path / "run")) == 1
-    good = SimulatorDevice(opu.realistic(seed=0)).open()
+    good = FlakySimDevice(opu.realistic(seed=0)).open()
     res = train(cfg, tmp_path / "run", device=good, resume=True, progress=False)
     assert [r["epoch"] for r in res.metrics] == [1, 2, 3]
 

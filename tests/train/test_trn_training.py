@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from trn_fakes import SimulatorDevice
+from flaky_device import FlakySimDevice
 
 import opu
 from host.train import TrainConfig, TrainingError, read_metrics, train
@@ -56,11 +56,11 @@ def _assert_same_checkpoint(a, b):
 
 def test_optical_resume_is_exact_with_the_device_clock(tmp_path):
     cfg = TrainConfig(mode="optical-dfa", epochs=2, max_train_samples=512, **SMALL)
-    with SimulatorDevice(opu.realistic(seed=3)) as dev:
+    with FlakySimDevice(opu.realistic(seed=3)) as dev:
         full = train(cfg, tmp_path / "full", device=dev, progress=False)
-    with SimulatorDevice(opu.realistic(seed=3)) as dev:
+    with FlakySimDevice(opu.realistic(seed=3)) as dev:
         train(cfg.model_copy(update={"epochs": 1}), tmp_path / "part", device=dev, progress=False)
-    with SimulatorDevice(opu.realistic(seed=3)) as dev:  # a fresh device: its clock starts at 0
+    with FlakySimDevice(opu.realistic(seed=3)) as dev:  # a fresh device: its clock starts at 0
         resumed = train(cfg, tmp_path / "part", resume=True, device=dev, progress=False)
     assert [r["train_loss"] for r in resumed.metrics] == [r["train_loss"] for r in full.metrics]
     assert resumed.metrics[-1]["frames_total"] == full.metrics[-1]["frames_total"]
