@@ -68,6 +68,21 @@ class Wire(ABC):
         """
 
     # ------------------------------------------------------------------ shared framing
+    _buf: bytearray  # bytes received but not consumed yet (each implementation fills it)
+
+    def _pop_line(self, start: int = 0) -> bytes | None:
+        """Remove and return the buffered bytes up to the first ``\n`` (searched from ``start``),
+        or None when no complete line is buffered yet; too long a line is a protocol error."""
+        i = self._buf.find(b"\n", start)
+        if i >= 0:
+            line = bytes(self._buf[:i])
+            del self._buf[: i + 1]
+            return line
+        if len(self._buf) > MAX_LINE_BYTES:
+            raise ProtocolError(f"reply longer than {MAX_LINE_BYTES} bytes without a terminator",
+                                resource=self.resource)
+        return None
+
     def read_block_header(self) -> int:
         """Parse ``#<n><len>`` and return ``len``; a text line instead of a block is an error."""
         first = self.read_exact(1)
@@ -228,17 +243,10 @@ class SocketWire(Wire):
     def read_line(self) -> bytes:
         deadline = self._deadline()
         start = 0
-        while True:
-            i = self._buf.find(b"\n", start)
-            if i >= 0:
-                line = bytes(self._buf[:i])
-                del self._buf[: i + 1]
-                return line
-            if len(self._buf) > MAX_LINE_BYTES:
-                raise ProtocolError(f"reply longer than {MAX_LINE_BYTES} bytes without a terminator",
-                                    resource=self.resource)
+        while (line := self._pop_line(start)) is None:
             start = len(self._buf)
             self._recv_more(deadline)
+        return line
 
     def read_exact(self, n: int) -> bytes:
         if n <= len(self._buf):
@@ -320,16 +328,9 @@ class VisaWire(Wire):
         self._io(self.res.write_raw, data)
 
     def read_line(self) -> bytes:
-        while True:
-            i = self._buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self._buf[:i])
-                del self._buf[: i + 1]
-                return line
-            if len(self._buf) > MAX_LINE_BYTES:
-                raise ProtocolError(f"reply longer than {MAX_LINE_BYTES} bytes without a terminator",
-                                    resource=self.resource)
+        while (line := self._pop_line()) is None:
             self._buf.extend(self._io(self.res.read_raw))
+        return line
 
     def read_exact(self, n: int) -> bytes:
         if len(self._buf) < n:

@@ -100,20 +100,3 @@ def feature_mirror_ids(dmd: DMDConfig, n_features: int) -> np.ndarray:
     rows = dmd.roi_row + gr * dmd.macro_pixel_mirrors
     cols = dmd.roi_col + gc * dmd.macro_pixel_mirrors
     return (rows * DMD_MAX_WIDTH_MIRRORS + cols).astype(np.uint32)
-
-
-def mirror_image(dmd: DMDConfig, pattern: np.ndarray) -> np.ndarray:
-    """The full DMD image (height, width) bool that one feature pattern (n,) lights up."""
-    n = pattern.shape[0]
-    ids = feature_mirror_ids(dmd, n)
-    img = np.zeros((dmd.height_mirrors, dmd.width_mirrors), dtype=np.bool_)
-    a = dmd.macro_pixel_mirrors
-    for mid in ids[np.asarray(pattern, dtype=bool)]:
-        r, c = divmod(int(mid), DMD_MAX_WIDTH_MIRRORS)
-        img[r : r + a, c : c + a] = True
-    return img
-
-
-def lit_mirrors(patterns: np.ndarray, dmd: DMDConfig) -> np.ndarray:
-    """Number of lit mirrors per pattern, (b,) int64."""
-    return patterns.sum(axis=1, dtype=np.int64) * dmd.macro_pixel_mirrors**2

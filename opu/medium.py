@@ -19,7 +19,6 @@ so that one GEMM ``X @ W`` gives both quadratures of the field for a batch X (b,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from functools import partial
 
 import jax
@@ -151,15 +150,6 @@ class TransmissionMatrix:
         """The whole B (m, n), complex64. Memory: 8 m n bytes."""
         return self.block()
 
-    def w_block(self, cols: slice) -> jnp.ndarray:
-        """Rows ``cols`` of W = [Re B^T | Im B^T]: float32 (len(cols), 2m), on the JAX device."""
-        return _w_block(
-            self._key,
-            jnp.asarray(self.pixel_ids),
-            jnp.asarray(self.mirror_ids[cols]),
-            jnp.float32(self.col_scale),
-        )
-
     def w_dense(self, block_features: int = 512, key: jnp.ndarray | None = None) -> jnp.ndarray:
         """W (n, 2m) float32, generated block by block in one compiled loop (bounded temporaries).
 
@@ -183,12 +173,6 @@ class TransmissionMatrix:
             jnp.float32(self.col_scale),
         )
 
-    def iter_w_blocks(self, block_features: int) -> Iterator[tuple[slice, jnp.ndarray]]:
-        """Yield (feature slice, W rows) pairs covering all features, ``block_features`` at a time."""
-        n = self.shape[1]
-        for s in range(0, n, block_features):
-            sl = slice(s, min(s + block_features, n))
-            yield sl, self.w_block(sl)
 
 
 @jax.jit
