@@ -25,14 +25,12 @@ import math
 from functools import partial
 
 import jax
-import jax.extend.random as jxr
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtri
 
 from .config import CameraConfig
 from .medium import _unit_phasor, complex_gaussian
-from .rng import Stream, threefry_key
+from .rng import Stream, threefry2x32, threefry_key
 
 #: Absolute pixel ids are row * SENSOR_STRIDE + col, whatever the configured sensor size.
 SENSOR_STRIDE = 2048
@@ -59,12 +57,26 @@ def standard_normal_map(seed: int, stream: Stream, pixel_ids: np.ndarray) -> np.
 
 #: frames per kernel call: about 2^20 values, a power of two (few compiled shapes per ROI)
 CHUNK_VALUES = 1 << 20
+#: dim pixels per exact-Poisson kernel call (smaller sets are padded to a power of two)
+EXACT_CHUNK = 1 << 16
 _LASER_COUNTER = 0xFFFFFFFF
+#: set in the pixel counter of the exact-Poisson uniform (pixel ids, halo included, are < 2^31)
+_EXACT_SHOT_BIT = 0x80000000
 
 
 def poisson_iterations(threshold_e: float) -> int:
-    """Inversion steps that cover Poisson(lambda <= threshold) beyond a 1e-9 tail."""
-    return math.ceil(threshold_e + 7.0 * math.sqrt(threshold_e) + 8.0)
+    """Inversion steps that cover Poisson(lambda <= threshold) to the last 24-bit uniform.
+
+    ``ceil(T + 6 sqrt(T) + 3)`` is at or above the Poisson quantile at 1 - 2^-25 (the largest
+    uniform the kernel draws) for every lambda <= T (checked numerically in the tests); the
+    draw is also capped at that quantile bound, so further steps could not change it.
+    """
+    return math.ceil(_poisson_cap(threshold_e))
+
+
+def _poisson_cap(lam):
+    """Upper bound of an exact Poisson(lam) draw from a 24-bit uniform (float or array)."""
+    return lam + 6.0 * (jnp.sqrt(lam) if isinstance(lam, jax.Array) else math.sqrt(lam)) + 3.0
 
 
 class Camera:
@@ -118,30 +130,27 @@ class Camera:
         c = self.config
         intensity = jnp.asarray(intensity, dtype=jnp.float32)
         b, m = intensity.shape
-        frames = jnp.asarray(np.asarray(frame_indices, dtype=np.int64) & 0xFFFFFFFF, dtype=jnp.uint32)
+        # host-side numpy inputs: each eager JAX op here would cost ~0.1 ms per call
+        frames = (np.asarray(frame_indices, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32)
         noisy = c.shot_noise or c.read_noise_e > 0
-        threshold = float(c.poisson_exact_below_e) if c.shot_noise else 0.0
-        params = jnp.asarray(
+        exact = bool(c.shot_noise and c.poisson_exact_below_e > 0)
+        params = np.asarray(
             [
                 c.dark_current_e_per_s * c.exposure_us * 1e-6,
                 c.read_noise_e,
                 min(c.full_well_e, 3e38),
                 c.system_gain_dn_per_e,
                 c.black_level_dn,
-                threshold,
+                c.poisson_exact_below_e if exact else 0.0,
                 laser_rel,
                 0.0 if c.bit_depth is None else c.adc_max_dn,
+                photons_per_unit,
             ],
-            dtype=jnp.float32,
+            dtype=np.float32,
         )
-        gain_map = self._qe_prnu * jnp.float32(photons_per_unit)
-        statics = {
-            "shot": bool(c.shot_noise),
-            "noisy": bool(noisy),
-            "laser": laser_rel > 0,
-            "n_iter": poisson_iterations(threshold) if c.shot_noise and threshold > 0 else 0,
-            "bits": c.bit_depth,
-        }
+        statics = {"laser": laser_rel > 0, "bits": c.bit_depth}
+        n_iter = poisson_iterations(c.poisson_exact_below_e) if exact else 0
+        fixed = (self._pixel_ids, self._noise_key, self._laser_key, self._qe_prnu, self._dsnu, params)
         chunk = max(1, 1 << math.floor(math.log2(max(1, CHUNK_VALUES // m))))
         out = np.empty((b, m), dtype=np.dtype(c.output_dtype))
         for lo in range(0, b, chunk):
@@ -149,23 +158,32 @@ class Camera:
             rows = hi - lo
             # pad a short last chunk to a power of two: a handful of compiled shapes serve all calls
             size = rows if rows == chunk else 1 << math.ceil(math.log2(rows))
-            inten, fr = intensity[lo:hi], frames[lo:hi]
+            inten = intensity if rows == b else intensity[lo:hi]
+            fr = np.zeros(size, dtype=np.uint32)
+            fr[:rows] = frames[lo:hi]
             if size != rows:
                 inten = jnp.pad(inten, ((0, size - rows), (0, 0)))
-                fr = jnp.pad(fr, (0, size - rows))
-            res = _expose_kernel(
-                inten,
-                fr,
-                self._pixel_ids,
-                self._noise_key,
-                self._laser_key,
-                gain_map,
-                self._dsnu,
-                params,
-                **statics,
+            dn, dim = _expose_kernel(
+                inten, fr, *fixed, shot=bool(c.shot_noise), noisy=bool(noisy), exact=exact, **statics
             )
-            out[lo:hi] = np.asarray(res)[:rows]
+            block = out[lo:hi]
+            block[...] = np.asarray(dn)[:rows]
+            if exact:
+                # the dim pixels (mean below the threshold) get their exact Poisson draw
+                idx = np.flatnonzero(np.asarray(dim)[:rows]).astype(np.int32)
+                flat = block.reshape(-1)
+                for start in range(0, idx.size, EXACT_CHUNK):
+                    part = idx[start : start + EXACT_CHUNK]
+                    padded = np.zeros(_exact_size(part.size), dtype=np.int32)
+                    padded[: part.size] = part
+                    res = _expose_exact_kernel(inten, fr, padded, *fixed, n_iter=n_iter, **statics)
+                    flat[part] = np.asarray(res)[: part.size]
         return out
+
+
+def _exact_size(n: int) -> int:
+    """Padded length of an exact-kernel call: a power of two in [2^10, EXACT_CHUNK]."""
+    return max(1 << 10, min(EXACT_CHUNK, 1 << math.ceil(math.log2(max(n, 1)))))
 
 
 def _normal_pair(bits0: jnp.ndarray, bits1: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -176,7 +194,24 @@ def _normal_pair(bits0: jnp.ndarray, bits1: jnp.ndarray) -> tuple[jnp.ndarray, j
     return radius * cos, radius * sin
 
 
-@partial(jax.jit, static_argnames=("shot", "noisy", "laser", "n_iter", "bits"))
+def _laser_factor(frames, laser_key, laser_rel):
+    """max(0, 1 + laser_rel z_f) per frame (b,): z_f from the counter (frame, 2^32 - 1)."""
+    lw = threefry2x32(laser_key, frames, jnp.full_like(frames, _LASER_COUNTER))
+    z_laser, _ = _normal_pair(lw[0], lw[1])
+    return jnp.maximum(1.0 + laser_rel * z_laser, 0.0)
+
+
+def _digitize(electrons, dsnu, params, bits: int | None):
+    """Electrons (after full well and read noise) -> DN: gain, offsets, rounding, ADC range."""
+    gain, black, adc_max = params[3], params[4], params[7]
+    signal = gain * (electrons + dsnu) + black
+    if bits is None:
+        return signal
+    signal = jnp.clip(jnp.rint(signal), 0.0, adc_max)
+    return signal.astype(jnp.uint8 if bits <= 8 else jnp.uint16)
+
+
+@partial(jax.jit, static_argnames=("shot", "noisy", "laser", "exact", "bits"))
 def _expose_kernel(
     intensity,
     frames,
@@ -186,59 +221,88 @@ def _expose_kernel(
     gain_map,
     dsnu,
     params,
+    *,
     shot: bool,
     noisy: bool,
+    laser: bool,
+    exact: bool,
+    bits: int | None,
+):
+    """One chunk of frames: intensity (b, m) -> (DN (b, m), dim (b, m) bool).
+
+    Shot noise is the Gaussian N(mu, mu) here; with ``exact`` the pixels flagged ``dim``
+    (mu below the threshold) are redrawn by :func:`_expose_exact_kernel`.
+    """
+    read_e, full_well, threshold = params[1], params[2], params[5]
+    b, m = intensity.shape
+    mu = intensity * (gain_map * params[8])[None, :]
+    if laser:
+        mu = mu * _laser_factor(frames, laser_key, params[6])[:, None]
+    mu = mu + params[0]
+    if noisy:
+        shape = (b, m)
+        w = threefry2x32(
+            noise_key, jnp.broadcast_to(frames[:, None], shape), jnp.broadcast_to(pixel_ids[None, :], shape)
+        )
+        z_shot, z_read = _normal_pair(w[0], w[1])
+        collected = mu + jnp.sqrt(mu) * z_shot if shot else mu
+        electrons = jnp.minimum(collected, full_well) + read_e * z_read
+    else:
+        electrons = jnp.minimum(mu, full_well)
+    dim = mu < threshold if exact else jnp.zeros((1, 1), dtype=bool)
+    return _digitize(electrons, dsnu[None, :], params, bits), dim
+
+
+@partial(jax.jit, static_argnames=("laser", "n_iter", "bits"))
+def _expose_exact_kernel(
+    intensity,
+    frames,
+    flat_idx,
+    pixel_ids,
+    noise_key,
+    laser_key,
+    gain_map,
+    dsnu,
+    params,
+    *,
     laser: bool,
     n_iter: int,
     bits: int | None,
 ):
-    """One chunk of frames: intensity (b, m) -> DN (b, m). See the module docstring."""
-    dark_e, read_e, full_well, gain, black, threshold, laser_rel, adc_max = (params[i] for i in range(8))
-    b, m = intensity.shape
-    mu = intensity * gain_map[None, :]
+    """DN of the values ``flat_idx`` (k,) of a chunk (b, m), drawing shot noise exactly.
+
+    Poisson by inversion of a uniform from the pixel's exact-shot counter ``(frame, pixel id +
+    2^31)``; the read noise is the same draw as on the Gaussian path (second normal of the
+    ``(frame, pixel id)`` pair), so it stays independent of the shot noise. Same counters, so a
+    frame is still the same in any chunking.
+    """
+    read_e, full_well, threshold = params[1], params[2], params[5]
+    m = intensity.shape[1]
+    row, col = flat_idx // m, flat_idx % m
+    laser_f = _laser_factor(frames, laser_key, params[6])[row] if laser else jnp.ones(())
+    # gather first, behind a barrier: fused with the gathers, the arithmetic below would not be
+    # vectorized (4x slower per value)
+    inten, gain, dsnu_v, fr, pid, laser_f = jax.lax.optimization_barrier(
+        (intensity.reshape(-1)[flat_idx], gain_map[col], dsnu[col], frames[row], pixel_ids[col], laser_f)
+    )
+    mu = inten * (gain * params[8])
     if laser:
-        lw = jxr.threefry_2x32(laser_key, jnp.stack([frames, jnp.full_like(frames, _LASER_COUNTER)]))
-        z_laser, _ = _normal_pair(lw[0], lw[1])
-        mu = mu * jnp.maximum(1.0 + laser_rel * z_laser, 0.0)[:, None]
-    mu = mu + dark_e
-    if noisy:
-        shape = (b, m)
-        w = jxr.threefry_2x32(
-            noise_key,
-            jnp.stack(
-                [jnp.broadcast_to(frames[:, None], shape), jnp.broadcast_to(pixel_ids[None, :], shape)]
-            ),
-        )
-        z_shot, z_read = _normal_pair(w[0], w[1])
-        if shot:
-            collected = mu + jnp.sqrt(mu) * z_shot
-            if n_iter:
-                # exact Poisson below the threshold, by inversion of a uniform from the first word;
-                # those pixels take their read noise from the second word alone (independent of it)
-                u = ((w[0] >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216.0)
-                lam = jnp.minimum(mu, threshold)
-                p = jnp.exp(-lam)
-                cdf = p
-                k = jnp.zeros_like(lam)
-                for i in range(1, n_iter + 1):
-                    k = k + (u > cdf)
-                    p = p * lam * (1.0 / i)
-                    cdf = cdf + p
-                # float32 round-off can leave the cdf just below u in the far tail (p < 1e-7):
-                # cap those draws at a tail quantile instead of the loop length
-                k = jnp.minimum(k, jnp.ceil(lam + 6.0 * jnp.sqrt(lam) + 3.0))
-                low = mu < threshold
-                collected = jnp.where(low, k, collected)
-                z_read = jnp.where(
-                    low, ndtri(((w[1] >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216.0)), z_read
-                )
-        else:
-            collected = mu
-        electrons = jnp.minimum(collected, full_well) + read_e * z_read
-    else:
-        electrons = jnp.minimum(mu, full_well)
-    signal = gain * (electrons + dsnu[None, :]) + black
-    if bits is None:
-        return signal
-    signal = jnp.clip(jnp.rint(signal), 0.0, adc_max)
-    return signal.astype(jnp.uint8 if bits <= 8 else jnp.uint16)
+        mu = mu * laser_f
+    mu = mu + params[0]
+    w = threefry2x32(noise_key, fr, pid)
+    _, z_read = _normal_pair(w[0], w[1])
+    u_word, _ = threefry2x32(noise_key, fr, pid | np.uint32(_EXACT_SHOT_BIT))
+    u = ((u_word >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216.0)
+    lam = jnp.minimum(mu, threshold)
+    p = jnp.exp(-lam)
+    cdf = p
+    k = jnp.zeros_like(lam)
+    for i in range(1, n_iter + 1):
+        k = k + (u > cdf)
+        p = p * lam * (1.0 / i)
+        cdf = cdf + p
+    # float32 round-off can leave the cdf just below u in the far tail (p < 1e-7):
+    # cap those draws at a tail quantile instead of the loop length
+    k = jnp.minimum(k, jnp.ceil(_poisson_cap(lam)))
+    electrons = jnp.minimum(k, full_well) + read_e * z_read
+    return _digitize(electrons, dsnu_v, params, bits)

@@ -22,11 +22,10 @@ import math
 from functools import partial
 
 import jax
-import jax.extend.random as jxr
 import jax.numpy as jnp
 import numpy as np
 
-from .rng import Stream, threefry_key
+from .rng import Stream, threefry2x32, threefry_key
 
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 
@@ -55,7 +54,7 @@ def _unit_phasor(bits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 def _box_muller(keypair: jnp.ndarray, r: jnp.ndarray, c: jnp.ndarray):
     """CN(0, 1) for same-shape uint32 counter arrays r (pixel ids) and c (mirror ids)."""
-    bits = jxr.threefry_2x32(keypair, jnp.stack([r, c]))
+    bits = threefry2x32(keypair, r, c)
     # 24-bit uniform radius variable u1 in (0, 1] so that the log is finite
     u1 = ((bits[0] >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
     radius = jnp.sqrt(-jnp.log(u1))
@@ -172,7 +171,6 @@ class TransmissionMatrix:
             jnp.asarray(self.mirror_ids[features]),
             jnp.float32(self.col_scale),
         )
-
 
 
 @jax.jit

@@ -142,3 +142,15 @@ def test_small_batches_before_w_exists_use_lit_rows_with_the_same_result():
     fl, ff = lazy.acquire(x).astype(int), full.acquire(x).astype(int)
     assert np.abs(fl - ff).max() <= 1 and (fl == ff).mean() > 0.999
     assert lazy.medium._w is None  # nothing held
+
+
+def test_exact_poisson_pixels_are_the_same_in_any_batch():
+    # dark frames: every pixel is below the exact-Poisson threshold, more than one kernel call's worth
+    cfg = opu.realistic(seed=11, n_outputs=4096)
+    x = np.zeros((40, 16), bool)
+    x[::3, :4] = True  # a few lit frames in between: dim and bright pixels mixed
+    assert 40 * 4096 > 2 * opu.camera.EXACT_CHUNK
+    whole = opu.Simulator(cfg, n_features=16).acquire(x)
+    one_sim = opu.Simulator(cfg, n_features=16)
+    single = np.concatenate([one_sim.acquire(x[i : i + 1]) for i in range(40)])
+    np.testing.assert_array_equal(whole, single)
