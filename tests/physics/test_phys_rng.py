@@ -28,7 +28,8 @@ def test_threefry_matches_random123_known_answers(key, ctr, expected):
 def test_threefry_equals_jax_on_random_counters():
     rng = np.random.default_rng(0)
     key = jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32))
-    c0, c1 = (jnp.asarray(rng.integers(0, 2**32, 10_000, dtype=np.uint64).astype(np.uint32)) for _ in range(2))
+    c0, c1 = (jnp.asarray(rng.integers(0, 2**32, 10_000, dtype=np.uint64).astype(np.uint32))
+              for _ in range(2))
     ours = threefry2x32(key, c0, c1)
     ref = jxr.threefry_2x32(key, jnp.stack([c0, c1]))
     np.testing.assert_array_equal(np.asarray(ours[0]), np.asarray(ref[0]))
