@@ -2,11 +2,14 @@
 
 Fashion-MNIST, MLP 784-800-800-10 tanh, batch 128, 10 epochs, seed 0, Adam 1e-3, for the modes
 bp, dfa, optical-dfa (in-process simulator ``drivers.connect("sim")``, the realistic default
-device, ternarized error, auto-exposure) and shallow. ``step_time_ratio`` is the median step time
+device, ternarized error, each distinct pattern of a step acquired once, auto-exposure) and
+shallow. ``step_time_ratio`` is the median step time
 of optical-dfa over that of bp (epochs 2..10, so compilation is excluded), both on this machine.
 
-    .venv/bin/python bench/dfa.py                 # the full benchmark (tens of minutes on 2 cores)
+    .venv/bin/python bench/dfa.py                 # the full benchmark (about 4 min on 2 cores)
     .venv/bin/python bench/dfa.py --epochs 1 --max-train-samples 6400   # a quick smoke run
+    .venv/bin/python bench/dfa.py --modes bp,optical-dfa --no-share-repeats \
+        --out bench/results/dfa_no_share.json        # every sample its own 4 frames, for comparison
 
 Goals: bp >= 88.5 %, dfa >= 87.5 %, optical-dfa within 1.5 points of bp and well above shallow,
 step_time_ratio <= 2.
@@ -26,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from host.train import DatasetError, TrainConfig, load_dataset, train  # noqa: E402
+from host.train import DatasetError, FeedbackConfig, TrainConfig, load_dataset, train  # noqa: E402
 
 MODES = ("bp", "dfa", "optical-dfa", "shallow")
 
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="sim")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--no-share-repeats", dest="share_repeats", action="store_false",
+                    help="optical-dfa: 4 frames for every sample instead of each distinct pattern once")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dfa.json"))
     args = ap.parse_args(argv)
     try:
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes.split(","):
             cfg = TrainConfig(mode=mode, dataset="fashion-mnist", data_dir=args.data_dir, hidden=(800, 800),
                               activation="tanh", batch_size=128, epochs=args.epochs, seed=0,
-                              device=args.device, max_train_samples=args.max_train_samples)
+                              device=args.device, max_train_samples=args.max_train_samples,
+                              feedback=FeedbackConfig(share_repeats=args.share_repeats))
             t0 = time.perf_counter()
             res = train(cfg, Path(tmp) / mode, progress=False, log=lambda s, m=mode: print(f"[{m}] {s}",
                                                                                            flush=True))
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {"dataset": "fashion-mnist", "model": "784-800-800-10 tanh", "batch_size": 128,
                   "epochs": args.epochs, "seed": 0, "optimizer": "adam 1e-3",
                   "max_train_samples": args.max_train_samples, "device": args.device,
+                  "share_repeats": args.share_repeats,
                   "machine": platform.processor() or platform.machine()},
         "modes": results,
     }

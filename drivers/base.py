@@ -353,20 +353,28 @@ class Device(ABC):
         return proj
 
     def linear_transform(
-        self, x: object, scheme: str = "anchor", precision: int = 8, **scheme_options: Any
+        self,
+        x: object,
+        scheme: str = "anchor",
+        precision: int = 8,
+        share_repeats: bool = False,
+        **scheme_options: Any,
     ) -> np.ndarray:
         """A x with A real i.i.d. N(0, 1) (m x n), from intensity frames (opu.linear).
 
         ``x`` (b, n) or (n,) real: ternary values {-1, 0, 1} cost 4 frames per vector, other
         reals are bit-plane encoded (4 x ``precision`` frames per vector). The first call for a
         given (n, scheme) measures the scheme's calibration frames; :meth:`recalibrate` repeats it.
+        ``share_repeats``: each distinct binary pattern the encoding produces is acquired once
+        and reused by every vector containing it (far fewer frames for one-hot-like data; those
+        vectors then share that pattern's noise draw).
         """
         self._require_open()
         a = np.asarray(x)
         if a.ndim not in (1, 2):
             raise opu.ShapeError(f"x must be (n,) or (batch, n), got shape {a.shape}")
         proj = self.projector(a.shape[-1], scheme, precision, **scheme_options)
-        return proj.transform(a)
+        return proj.transform(a, share_repeats=share_repeats)
 
     def recalibrate(self) -> None:
         """Repeat the linear calibrations (after drift, or a change made outside this object)."""

@@ -4,7 +4,8 @@
    loopback port, in a background thread;
 2. connects to it with ``drivers.connect("TCPIP::127.0.0.1::<port>::SOCKET")`` (pyvisa-py);
 3. trains an MLP 64-256-256-10 (tanh) on scikit-learn's bundled digits with ``bp``, ``dfa`` and
-   ``optical-dfa`` (the error projections measured by the instrument, 4 frames per sample);
+   ``optical-dfa`` (the error projections measured by the instrument: 4 frames per sample, each
+   distinct binary pattern of a step acquired once);
 4. prints a table (accuracy, alignment per hidden layer, wall time, frames, device time) and writes
    ``demo_output/dfa_demo.png`` and each run's metrics under ``demo_output/runs/``.
 

@@ -14,7 +14,7 @@ columns; the complement's reference is their sum, a correlation of order 1/n).
 Schemes work on any ``acquire(patterns) -> frames`` callable, so the same code runs on the
 in-process simulator and on a real or emulated instrument. Each declares its frame cost.
 Signed (ternary) vectors cost 4 frames with either scheme: the |Br|^2 (|B1|^2) term cancels in
-``proj(e+) - proj(e-)``.
+``proj(e+) - proj(e-)``; an all-zero part (e+ = 0 or e- = 0) is exactly 0 and costs none.
 """
 
 from __future__ import annotations
@@ -152,22 +152,37 @@ class LinearScheme(ABC):
         return self._normalize(cross, cal, x.sum(axis=1))
 
     def project_signed(
-        self, acquire: Acquire, pos: np.ndarray, neg: np.ndarray, cal: LinearCalibration
+        self,
+        acquire: Acquire,
+        pos: np.ndarray,
+        neg: np.ndarray,
+        cal: LinearCalibration,
+        share_repeats: bool = False,
     ) -> np.ndarray:
-        """A (pos - neg) for disjoint binary (b, n) pos/neg: (b, m) float64, 4 frames a vector."""
+        """A (pos - neg) for disjoint binary (b, n) pos/neg: (b, m) float64.
+
+        Every part is acquired (``frames_per_binary`` frames each, 4 a vector), so each vector
+        gets its own noise. With ``share_repeats`` each distinct binary pattern among all the
+        parts (the all-zero one included) is acquired once and its cross term reused: fewer
+        frames when parts repeat (e.g. one-hot errors), at the price of one shared noise draw
+        for the vectors that repeat a part.
+        """
         pos, neg = self._check(pos), self._check(neg)
         if pos.shape != neg.shape:
             raise ShapeError(f"pos {pos.shape} and neg {neg.shape} differ")
         if (pos & neg).any():
             raise OPUError("pos and neg patterns must be disjoint (a value cannot be +1 and -1)")
         b = pos.shape[0]
-        patterns = np.concatenate([self._binary_patterns(pos), self._binary_patterns(neg)])
-        y = np.asarray(acquire(patterns), dtype=np.float64)
+        parts = np.concatenate([pos, neg])
+        if share_repeats:
+            parts, which = _distinct_rows(parts)
+        else:
+            which = np.arange(2 * b)
+        y = np.asarray(acquire(self._binary_patterns(parts)), dtype=np.float64)
         _warn_saturation(y, self.adc_max_dn)
-        half = self.frames_per_binary * b
-        # reference term cancels in the difference: pass zeros
-        zero = np.zeros_like(cal.reference_dn)
-        cross = self._binary_cross(y[:half], b, zero) - self._binary_cross(y[half:], b, zero)
+        # the reference term cancels in the difference: pass zeros
+        c = self._binary_cross(y, parts.shape[0], np.zeros_like(cal.reference_dn))
+        cross = c[which[:b]] - c[which[b:]]
         return self._normalize(cross, cal, pos.sum(axis=1) - neg.sum(axis=1))
 
     def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:
@@ -185,7 +200,8 @@ class LinearScheme(ABC):
         return x
 
     def frames_for(self, batch: int, signed: bool, planes: int = 1) -> int:
-        """Frames needed to project ``batch`` vectors (excluding calibration)."""
+        """Frames needed to project ``batch`` vectors (excluding calibration), at most: all-zero
+        parts of signed vectors cost nothing."""
         per = self.frames_per_signed if signed else self.frames_per_binary
         return per * batch * planes
 
@@ -279,12 +295,15 @@ def linear_transform(
     scheme: LinearScheme,
     calibration: LinearCalibration,
     precision: int = 8,
+    share_repeats: bool = False,
 ) -> np.ndarray:
     """``A x`` for a real batch x (b, n) (or (n,)): (b, m) float64.
 
     Ternary input (all values in {-1, 0, 1}) is projected exactly with 4 frames per vector;
     any other real input is bit-plane encoded with ``precision`` bits per sign
     (4 x precision frames per vector). Everything is acquired in one call to ``acquire``.
+    ``share_repeats``: acquire each distinct binary part once (see
+    :meth:`LinearScheme.project_signed`).
     """
     a = np.asarray(x)
     single = a.ndim == 1
@@ -297,15 +316,23 @@ def linear_transform(
     if not np.isfinite(a).all():
         raise OPUError("x contains NaN or infinite values")
     if is_ternary(a):
-        out = scheme.project_signed(acquire, a > 0, a < 0, calibration)
+        out = scheme.project_signed(acquire, a > 0, a < 0, calibration, share_repeats)
     else:
         bp = BitPlanes.encode(a, precision)
         p, b, n = bp.planes.shape[1:]
         pos = bp.planes[0].reshape(p * b, n)
         neg = bp.planes[1].reshape(p * b, n)
-        proj = scheme.project_signed(acquire, pos, neg, calibration).reshape(p, b, -1)
+        proj = scheme.project_signed(acquire, pos, neg, calibration, share_repeats).reshape(p, b, -1)
         out = bp.decode(proj)
     return out[0] if single else out
+
+
+def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows of bool x (k, n), index (k,) of each row of x among them)."""
+    packed = np.ascontiguousarray(np.packbits(x, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return x[first], which.ravel()
 
 
 def _var(frames: np.ndarray) -> np.ndarray:
@@ -350,6 +377,9 @@ class LinearProjector:
         self._calibration = None
         return self.calibration
 
-    def transform(self, x: object) -> np.ndarray:
-        """A x for real x (b, n) or (n,): float64 (b, m) or (m,)."""
-        return linear_transform(self.acquire, x, self.scheme, self.calibration, self.precision)
+    def transform(self, x: object, share_repeats: bool = False) -> np.ndarray:
+        """A x for real x (b, n) or (n,): float64 (b, m) or (m,).
+
+        ``share_repeats``: acquire each distinct binary part of the batch once (fewer frames;
+        vectors repeating a part share its noise draw)."""
+        return linear_transform(self.acquire, x, self.scheme, self.calibration, self.precision, share_repeats)

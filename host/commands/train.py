@@ -53,13 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("feedback (dfa, optical-dfa)")
     g.add_argument("--normalization", choices=("none", "fan_in", "fan_out"), default="fan_in")
     g.add_argument("--encoding", choices=("ternary", "bitplanes"), default="ternary",
-                   help="optical-dfa: ternarized error (4 frames/sample) or bit planes (4 x precision)")
+                   help="optical-dfa: ternarized error (at most 4 frames/sample) or bit planes "
+                        "(4 x precision)")
     g.add_argument("--threshold", type=float, default=0.1,
                    help="ternarization threshold (fixed and adaptive modes)")
     g.add_argument("--threshold-mode", choices=("stochastic", "fixed", "adaptive"), default="stochastic",
                    help="stochastic: unbiased sign(e) with probability |e|/max|e| (default); fixed: "
                         "|e| > threshold; adaptive: |e| > threshold x max|e| per sample")
     g.add_argument("--precision", type=int, default=6, help="bits per sign with --encoding bitplanes")
+    g.add_argument("--no-share-repeats", dest="share_repeats", action="store_false",
+                   help="optical-dfa: acquire every sample's own frames instead of each distinct binary "
+                        "pattern of a step once (about 5x more frames; independent noise per sample)")
     g.add_argument("--exposure-target", type=float, default=0.6,
                    help="auto-exposure: 99.9th percentile of all-on frames as a fraction of the ADC range "
                         "(0 keeps the device's exposure and macro-pixels)")
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             feedback=FeedbackConfig(
                 normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
                 threshold_mode=args.threshold_mode, precision=args.precision,
-                exposure_target_frac=args.exposure_target or None),
+                share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None),
         )
     except ValidationError as err:
         print(f"opu train: invalid arguments:\n{err}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Per step (b samples): a jitted forward pass gives the output error e (b, C); the feedback
 projection F (b, m) comes from the digital matrix (``dfa``) or from ONE device call
-(``optical-dfa``: ``device.linear_transform`` of the ternarized error, 4 b frames); a second
+(``optical-dfa``: ``device.linear_transform`` of the ternarized error, at most 4 b frames); a second
 jitted function turns F into hidden-layer gradients and applies the optax update. ``bp`` is one
 jitted value-and-grad step, ``shallow`` trains the output layer only.
 

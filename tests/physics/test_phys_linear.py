@@ -135,3 +135,41 @@ def test_dark_reference_is_refused():
     sim = _ideal_sim(scheme, laser={"photons_per_mirror_us": 0.0})
     with pytest.raises(opu.OPUError, match="no light"):
         opu.LinearProjector(sim.acquire, scheme).transform(np.ones((1, N), dtype=int))
+
+
+def _one_hot_like_errors(b: int, seed: int) -> np.ndarray:
+    """Ternary rows as DFA produces them: -1 at one class, +1 at a few others (many repeats)."""
+    rng = np.random.default_rng(seed)
+    e = np.zeros((b, N), dtype=np.int8)
+    e[np.arange(b), rng.integers(0, 4, b)] = -1
+    plus = rng.integers(4, 7, b)
+    e[np.arange(b), plus] = np.where(rng.random(b) < 0.7, 1, 0)
+    return e
+
+
+@pytest.mark.parametrize("name", ["anchor", "complement"])
+def test_shared_repeats_give_the_same_projection_with_one_acquisition_per_distinct_part(name):
+    scheme = opu.make_scheme(name, N)
+    sim = _ideal_sim(scheme, seed=2)
+    proj = opu.LinearProjector(sim.acquire, scheme)
+    e = _one_hot_like_errors(60, seed=1)
+    every = proj.transform(e)
+    before = sim.clock.frames
+    shared = proj.transform(e, share_repeats=True)
+    # distinct binary parts counted independently of the implementation
+    parts = {tuple(np.flatnonzero(row > 0)) for row in e} | {tuple(np.flatnonzero(row < 0)) for row in e}
+    assert sim.clock.frames - before == scheme.frames_per_binary * len(parts) < 4 * len(e)
+    np.testing.assert_allclose(shared, every, rtol=1e-5, atol=1e-5 * np.abs(every).max())
+
+
+def test_shared_repeats_share_the_noise_of_a_repeated_vector():
+    scheme = opu.AnchorScheme(N, adc_max_dn=255)
+    cfg = opu.realistic(seed=5, n_outputs=M).replace(dmd={"macro_pixel_mirrors": 3})
+    sim = opu.Simulator(cfg, n_features=scheme.device_features)
+    proj = opu.LinearProjector(sim.acquire, scheme)
+    e = np.repeat(_one_hot_like_errors(1, seed=3), 3, axis=0)
+    own = proj.transform(e)
+    shared = proj.transform(e, share_repeats=True)
+    assert not np.array_equal(own[0], own[1])  # each vector measured with its own frames
+    np.testing.assert_array_equal(shared[0], shared[1])  # one measurement, reused
+    assert np.corrcoef(shared[0], own[0])[0, 1] > 0.8  # and it measures the same A e

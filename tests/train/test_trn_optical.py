@@ -110,3 +110,22 @@ def test_stochastic_ternarization_is_unbiased():
     assert np.all(np.abs(mean - e) < 5 * (s / 2) / np.sqrt(draws))
     with pytest.raises(ValueError, match="Generator"):
         ternary_error(e, cfg)
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_frames_per_step_with_and_without_shared_patterns(share):
+    e = _errors(128, seed=4)
+    with FlakySimDevice(opu.realistic(seed=3)) as dev:
+        fb = OpticalFeedback(dev, M, C, FeedbackConfig(share_repeats=share, exposure_target_frac=None))
+        fb.setup()
+        fb.begin_epoch()
+        before = dev.frames_acquired
+        fb.project(e, np.random.default_rng(11))
+        used = dev.frames_acquired - before
+    et, _ = ternary_error(e, FeedbackConfig(), np.random.default_rng(11))  # the same draws
+    if not share:
+        assert used == 4 * len(e)
+    else:  # 2 frames (x + r, x) per distinct binary part, the empty part included
+        parts = {tuple(np.flatnonzero(r > 0)) for r in et} | {tuple(np.flatnonzero(r < 0)) for r in et}
+        assert used == 2 * len(parts)
+        assert used < len(e)  # one-hot-like errors repeat: far fewer than 4 per sample
