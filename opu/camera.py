@@ -13,10 +13,15 @@ double counting of emva1288#185). PRNU and DSNU are fixed per absolute sensor pi
 different ROI sees the same pixels.
 
 Randomness is counter-based: the noise of pixel i in frame f is the Threefry-2x32 hash of the
-counter (f, pixel id) under the device's noise key, and the laser factor of frame f the hash of
+counter (f, pixel id) under the device's noise key (shot and read normals), the exact-Poisson
+uniform the hash of (f, pixel id + 2^31), and the laser factor of frame f the hash of
 (f, 2^32 - 1) under the laser key. A frame is therefore the same whether it is acquired alone, in
-a batch or in chunks, on any number of threads. The whole pipeline is one fused, jit-compiled
-kernel, run on chunks of about a million values so that its working set stays in cache.
+a batch or in chunks, on any number of threads.
+
+Two jit-compiled kernels run on chunks of about a million values (so that the working set stays in
+cache): :func:`_expose_kernel` takes every pixel through the Gaussian path in one fused pass and
+flags the dim ones (mean below the exact-Poisson threshold); :func:`_expose_exact_kernel` redraws
+only those, gathered by index, so the long inversion loop is paid by the few pixels that need it.
 """
 
 from __future__ import annotations
