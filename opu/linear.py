@@ -14,7 +14,8 @@ columns; the complement's reference is their sum, a correlation of order 1/n).
 Schemes work on any ``acquire(patterns) -> frames`` callable, so the same code runs on the
 in-process simulator and on a real or emulated instrument. Each declares its frame cost.
 Signed (ternary) vectors cost 4 frames with either scheme: the |Br|^2 (|B1|^2) term cancels in
-``proj(e+) - proj(e-)``; an all-zero part (e+ = 0 or e- = 0) is exactly 0 and costs none.
+``proj(e+) - proj(e-)``. With ``share_repeats`` a part that repeats within a batch (e.g. a one-hot
+e-) is acquired once.
 """
 
 from __future__ import annotations
@@ -200,8 +201,8 @@ class LinearScheme(ABC):
         return x
 
     def frames_for(self, batch: int, signed: bool, planes: int = 1) -> int:
-        """Frames needed to project ``batch`` vectors (excluding calibration), at most: all-zero
-        parts of signed vectors cost nothing."""
+        """Frames needed to project ``batch`` vectors (excluding calibration); with
+        ``share_repeats`` this is an upper bound (repeated parts are acquired once)."""
         per = self.frames_per_signed if signed else self.frames_per_binary
         return per * batch * planes
 
