@@ -3,8 +3,8 @@
 Fashion-MNIST, MLP 784-800-800-10 tanh, batch 128, 10 epochs, seed 0, Adam 1e-3, for the modes
 bp, dfa, optical-dfa (in-process simulator ``drivers.connect("sim")``, the realistic default
 device, ternarized error, each distinct pattern of a step acquired once, auto-exposure) and
-shallow. ``step_time_ratio`` is the median step time
-of optical-dfa over that of bp (epochs 2..10, so compilation is excluded), both on this machine.
+shallow. ``step_time_ratio`` is the median step time of optical-dfa over that of bp (epochs 2..10,
+so compilation is excluded), both on this machine.
 
     .venv/bin/python bench/dfa.py                 # the full benchmark (about 4 min on 2 cores)
     .venv/bin/python bench/dfa.py --epochs 1 --max-train-samples 6400   # a quick smoke run

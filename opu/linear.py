@@ -175,15 +175,16 @@ class LinearScheme(ABC):
             raise OPUError("pos and neg patterns must be disjoint (a value cannot be +1 and -1)")
         b = pos.shape[0]
         parts = np.concatenate([pos, neg])
+        which = None
         if share_repeats:
             parts, which = _distinct_rows(parts)
-        else:
-            which = np.arange(2 * b)
         y = np.asarray(acquire(self._binary_patterns(parts)), dtype=np.float64)
         _warn_saturation(y, self.adc_max_dn)
         # the reference term cancels in the difference: pass zeros
         c = self._binary_cross(y, parts.shape[0], np.zeros_like(cal.reference_dn))
-        cross = c[which[:b]] - c[which[b:]]
+        if which is not None:
+            c = c[which]  # back to one row per part: [pos rows, neg rows]
+        cross = c[:b] - c[b:]
         return self._normalize(cross, cal, pos.sum(axis=1) - neg.sum(axis=1))
 
     def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:

@@ -121,8 +121,6 @@ def ternary_error(
 class DigitalFeedback:
     """``F = e A^T`` with ``A`` (m, C) i.i.d. N(0, 1) drawn from ``key`` (float32)."""
 
-    frames_per_sample = 0
-
     def __init__(self, key: jax.Array, n_outputs: int, n_classes: int) -> None:
         self.matrix = jax.random.normal(key, (n_outputs, n_classes), jnp.float32)
 
@@ -158,12 +156,6 @@ class OpticalFeedback:
         self.saturation_warnings = 0
         self.exposure: ExposureReport | None = None
         self.scheme = opu.make_scheme(cfg.scheme, self.n_classes)
-
-    @property
-    def frames_per_sample(self) -> int:
-        """Frames a sample costs at most (fewer with ``share_repeats``)."""
-        per = self.scheme.frames_per_signed
-        return per if self.cfg.encoding == "ternary" else per * self.cfg.precision
 
     def setup(self, settings: dict | None = None) -> dict:
         """Configure the camera ROI (m pixels) and features; run auto-exposure.
@@ -201,14 +193,12 @@ class OpticalFeedback:
         e = np.asarray(e, dtype=np.float64)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", opu.SaturationWarning)
-            if self.cfg.encoding == "ternary":
-                et, scale = ternary_error(e, self.cfg, rng)
-                out = self.device.linear_transform(et, self.cfg.scheme, self.cfg.precision,
-                                                   share_repeats=self.cfg.share_repeats)
+            # ternary: project e_t and rescale per sample; bit planes: project e itself
+            x, scale = ternary_error(e, self.cfg, rng) if self.cfg.encoding == "ternary" else (e, None)
+            out = self.device.linear_transform(x, self.cfg.scheme, self.cfg.precision,
+                                               share_repeats=self.cfg.share_repeats)
+            if scale is not None:
                 out = out * scale[:, None]
-            else:
-                out = self.device.linear_transform(e, self.cfg.scheme, self.cfg.precision,
-                                                   share_repeats=self.cfg.share_repeats)
         for w in caught:
             if issubclass(w.category, opu.SaturationWarning):
                 self.saturation_warnings += 1
