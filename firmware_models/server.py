@@ -2,8 +2,9 @@
 
 One :class:`~firmware_models.controller.Controller` behind a threaded TCP server. Several clients
 may connect, but only the first holds the device; any other gets ``!BUSY,"device in use by
-<peer>"`` at once and is disconnected. The holder releases the device by disconnecting, by
-staying silent longer than ``idle_timeout_s``, or when the server closes.
+<peer>"`` (after a 0.5 s grace for a holder that has just disconnected) and is disconnected. The
+holder releases the device by disconnecting, by staying silent longer than ``idle_timeout_s``, or
+when the server closes.
 
     >>> from firmware_models import Controller, serve          # doctest: +SKIP
     >>> with serve(Controller(), port=0) as srv:               # doctest: +SKIP
@@ -28,6 +29,9 @@ DEFAULT_PORT = 5025
 IDLE_TIMEOUT_S = 300.0
 #: how long a refused client may still send before its connection is closed (s)
 BUSY_LINGER_S = 1.0
+#: how long a new client waits for the holder's thread to notice that its connection ended (s):
+#: a host that closes and at once reopens must not be refused by its own previous connection
+HANDOVER_GRACE_S = 0.5
 
 
 class InstrumentServer:
@@ -58,7 +62,7 @@ class InstrumentServer:
         self.idle_timeout_s = float(idle_timeout_s)
         self.busy_linger_s = float(busy_linger_s)
         self._holder: str | None = None
-        self._holder_lock = threading.Lock()
+        self._holder_free = threading.Condition()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._closing = threading.Event()
@@ -115,17 +119,23 @@ class InstrumentServer:
 
     # ------------------------------------------------------------------ exclusive access
     def _acquire(self, peer: str) -> str | None:
-        """Take the device for ``peer``; returns None on success, else the current holder."""
-        with self._holder_lock:
+        """Take the device for ``peer``; returns None on success, else the current holder.
+
+        Waits up to ``HANDOVER_GRACE_S`` for a release: the previous holder's thread frees the
+        device only once it reads the end of its connection, which may come just after a new one.
+        """
+        with self._holder_free:
+            self._holder_free.wait_for(lambda: self._holder is None, timeout=HANDOVER_GRACE_S)
             if self._holder is not None:
                 return self._holder
             self._holder = peer
             return None
 
     def _release(self, peer: str) -> None:
-        with self._holder_lock:
+        with self._holder_free:
             if self._holder == peer:
                 self._holder = None
+                self._holder_free.notify_all()
 
     def _track(self, sock: socket.socket, add: bool) -> None:
         with self._conns_lock:

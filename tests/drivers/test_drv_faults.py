@@ -192,14 +192,8 @@ def test_settings_survive_reconnection(server):
     a = open_visa(server.resource)
     a.configure(exposure_us=123.0)
     a.close()
-    b = None
-    for _ in range(60):  # the server releases the device when it sees the disconnection
-        try:
-            b = drivers.connect(server.resource, timeout_s=5)
-            break
-        except DeviceBusy:
-            time.sleep(0.05)
-    assert b is not None
+    # reconnecting at once works: the server gives a just-closed holder a grace to be noticed
+    b = drivers.connect(server.resource, timeout_s=5)
     try:
         assert b.settings.exposure_us == 123.0
         assert b.settings.n_features == SETTINGS["n_features"]
