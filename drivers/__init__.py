@@ -12,11 +12,10 @@ See docs/drivers.md.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
+from . import sim as _sim  # noqa: F401  (importing it registers the "sim" backend)
+from . import visa as _visa  # noqa: F401  (importing it registers the "visa" backend)
 from .base import CameraRoi, Device, DeviceIdentity, DeviceSettings, DeviceStatus, InputRoi
 from .errors import (
     DeviceBusy,
@@ -28,75 +27,43 @@ from .errors import (
     SaturationWarning,
 )
 from .opu_facade import OPU, NotFittedError
-
-#: VISA resource strings (interface prefixes of the VISA resource-name grammar)
-_VISA = re.compile(r"^(TCPIP\d*|ASRL|GPIB\d*|USB\d*|VXI\d*|PXI\d*)(::|\d|/)", re.IGNORECASE)
-
-URI_FORMS = (
-    '"sim"                              in-process simulator, opu.realistic(seed=0)',
-    '"sim?seed=3"                       same with another seed',
-    '"sim:PATH.json[?seed=3]"           in-process simulator from an opu.OPUConfig JSON file',
-    '"TCPIP::host::port::SOCKET"        instrument or emulator over a raw TCP socket (pyvisa)',
-    '"TCPIP::host::INSTR", "ASRL..."    any other VISA resource string (pyvisa)',
+from .registry import (
+    ENTRY_POINT_GROUP,
+    Backend,
+    accepted_forms,
+    backend,
+    backends,
+    find_backend,
+    register_backend,
+    unknown_uri_message,
+    unregister_backend,
 )
 
 
 def connect(uri: str = "sim", **options: Any) -> Device:
     """Open the device named by ``uri`` and return it (open, usable as a context manager).
 
-    ``options`` go to the device class: for VISA resources ``timeout_s``, ``backend`` (``"@py"``),
-    ``fast_io``, ``resource_manager`` (:class:`drivers.visa.VisaDevice`); for ``sim`` URIs
-    ``pattern_memory``, ``serial``, ``frame_buffer_bytes`` (:class:`drivers.sim.SimDevice`).
-    Anything else raises ``ValueError`` listing the accepted forms.
+    The backend is the first registered one whose URI form matches (:mod:`drivers.registry`):
+    ``"sim..."`` (:class:`drivers.sim.SimDevice`; options ``pattern_memory``, ``serial``,
+    ``frame_buffer_bytes``), VISA resource strings (:class:`drivers.visa.VisaDevice`; options
+    ``timeout_s``, ``backend`` (``"@py"``), ``fast_io``, ``resource_manager``), and any backend
+    registered with :func:`backend` or through the ``opu_stack.drivers`` entry points. ``options``
+    go to that backend; an option it does not take raises ``TypeError``. A URI no backend takes
+    raises ``ValueError`` listing the accepted forms.
     """
     if not isinstance(uri, str) or not uri.strip():
-        raise ValueError(_bad_uri(uri))
+        raise ValueError(unknown_uri_message(uri))
     text = uri.strip()
-    if text == "sim" or text.startswith(("sim:", "sim?")):
-        return _sim_device(text, options).open()
-    if _VISA.match(text):
-        from .visa import VisaDevice
-
-        return VisaDevice(text, **options).open()
-    raise ValueError(_bad_uri(uri))
-
-
-def _bad_uri(uri: object) -> str:
-    return f"unknown device URI {uri!r}; accepted forms:\n  " + "\n  ".join(URI_FORMS)
-
-
-def _sim_device(uri: str, options: dict[str, Any]) -> Device:
-    import opu
-
-    from .sim import SimDevice
-
-    body, _, query = uri[3:].partition("?")
-    params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-    unknown = set(params) - {"seed"}
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} in {uri!r}; only 'seed' is accepted")
-    seed = None
-    if "seed" in params:
-        try:
-            seed = int(params["seed"])
-        except ValueError:
-            raise ValueError(f"seed in {uri!r} must be an integer, got {params['seed']!r}") from None
-    if body.startswith(":"):
-        path = Path(body[1:]).expanduser()
-        if not path.is_file():
-            raise ValueError(f"simulator config {str(path)!r} (from {uri!r}) is not a file")
-        config = opu.OPUConfig.model_validate_json(path.read_text())
-        if seed is not None:
-            config = config.replace(seed=seed)
-    elif body:
-        raise ValueError(_bad_uri(uri))
-    else:
-        config = opu.realistic(seed=seed or 0)
-    return SimDevice(config=config, resource=uri, **options)
+    found = find_backend(text)
+    if found is None:
+        raise ValueError(unknown_uri_message(uri))
+    return found.create(text, options).open()
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "OPU",
+    "Backend",
     "CameraRoi",
     "Device",
     "DeviceBusy",
@@ -111,5 +78,11 @@ __all__ = [
     "NotFittedError",
     "ProtocolError",
     "SaturationWarning",
+    "accepted_forms",
+    "backend",
+    "backends",
     "connect",
+    "find_backend",
+    "register_backend",
+    "unregister_backend",
 ]

@@ -18,111 +18,21 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
 import opu
-from opu.config import (
-    CAMERA_MAX_HEIGHT_PX,
-    CAMERA_MAX_WIDTH_PX,
-    DMD_MAX_HEIGHT_MIRRORS,
-    DMD_MAX_WIDTH_MIRRORS,
-)
+from firmware_models.protocol import FAULT_BY_NAME, FAULT_WORDS
+from opu.config import DMD_MAX_HEIGHT_MIRRORS, DMD_MAX_WIDTH_MIRRORS
 from opu.dmd import as_pattern_batch, pack_patterns
 
 from .errors import DriverError
-
-#: SIM:FAULt kinds (short and long SCPI forms) -> the long form sent
-_FAULTS = {
-    "DROP": "DROP", "DEL": "DELAY", "DELAY": "DELAY", "TRUN": "TRUNCATE", "TRUNC": "TRUNCATE",
-    "TRUNCATE": "TRUNCATE", "CORR": "CORRUPT", "CORRUPT": "CORRUPT", "ERR": "ERROR", "ERROR": "ERROR",
-    "SAT": "SATURATE", "SATURATE": "SATURATE", "CLE": "CLEAR", "CLEAR": "CLEAR",
-}
+from .settings import CameraRoi, DeviceSettings, InputRoi, settings_changes
 
 #: acquisitions of more frames than this show a progress bar (unless ``progress=False``)
 PROGRESS_MIN_FRAMES = 2000
-
-
-class InputRoi(BaseModel):
-    """Input region of interest on the DMD, in mirrors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    row: int = Field(0, ge=0, lt=DMD_MAX_HEIGHT_MIRRORS)
-    col: int = Field(0, ge=0, lt=DMD_MAX_WIDTH_MIRRORS)
-    height_mirrors: int = Field(DMD_MAX_HEIGHT_MIRRORS, ge=1, le=DMD_MAX_HEIGHT_MIRRORS)
-    width_mirrors: int = Field(DMD_MAX_WIDTH_MIRRORS, ge=1, le=DMD_MAX_WIDTH_MIRRORS)
-
-    @model_validator(mode="after")
-    def _inside(self) -> InputRoi:
-        if self.row + self.height_mirrors > DMD_MAX_HEIGHT_MIRRORS or (
-            self.col + self.width_mirrors > DMD_MAX_WIDTH_MIRRORS
-        ):
-            raise ValueError(
-                f"input ROI ({self.row}, {self.col}, {self.height_mirrors}, {self.width_mirrors}) "
-                f"leaves the {DMD_MAX_HEIGHT_MIRRORS}x{DMD_MAX_WIDTH_MIRRORS} DMD"
-            )
-        return self
-
-
-class CameraRoi(BaseModel):
-    """Output region of interest on the camera, in pixels (m = height_px * width_px outputs)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    row: int = Field(0, ge=0, lt=CAMERA_MAX_HEIGHT_PX)
-    col: int = Field(0, ge=0, lt=CAMERA_MAX_WIDTH_PX)
-    height_px: int = Field(..., ge=1, le=CAMERA_MAX_HEIGHT_PX)
-    width_px: int = Field(..., ge=1, le=CAMERA_MAX_WIDTH_PX)
-
-    @property
-    def n_pixels(self) -> int:
-        return self.height_px * self.width_px
-
-
-class DeviceSettings(BaseModel):
-    """Everything a host may configure, validated before anything is sent to the device.
-
-    Ranges here are the protocol's hard limits (docs/protocol.md); a device may refuse a value
-    inside them that its own hardware cannot do (it then raises :class:`DeviceError`).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    n_features: int = Field(1024, ge=1, le=DMD_MAX_HEIGHT_MIRRORS * DMD_MAX_WIDTH_MIRRORS)
-    exposure_us: float = Field(400.0, ge=1.0, le=1e6)
-    frame_time_us: float = Field(500.0, ge=1.0, le=1e7)
-    bit_depth: Literal[8, 10, 12] = 8
-    analog_gain_db: float = Field(0.0, ge=0.0, le=24.0)
-    camera_roi: CameraRoi = Field(
-        default_factory=lambda: CameraRoi(row=508, col=928, height_px=64, width_px=64)
-    )
-    input_roi: InputRoi = Field(default_factory=InputRoi)
-    macro_pixel_mirrors: int = Field(1, ge=1, le=DMD_MAX_HEIGHT_MIRRORS)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DeviceSettings:
-        if self.frame_time_us < self.exposure_us:
-            raise ValueError(f"frame_time_us={self.frame_time_us} must be >= exposure_us={self.exposure_us}")
-        r = self.input_roi
-        cap = (r.height_mirrors // self.macro_pixel_mirrors) * (r.width_mirrors // self.macro_pixel_mirrors)
-        if self.n_features > cap:
-            raise ValueError(
-                f"n_features={self.n_features} does not fit the {r.height_mirrors}x{r.width_mirrors}"
-                f"-mirror input ROI with {self.macro_pixel_mirrors}-mirror macro-pixels (max {cap})"
-            )
-        return self
-
-    @property
-    def n_outputs(self) -> int:
-        return self.camera_roi.n_pixels
-
-    @property
-    def adc_max_dn(self) -> int:
-        return 2**self.bit_depth - 1
-
-    @property
-    def frame_dtype(self) -> np.dtype:
-        return np.dtype(np.uint8 if self.bit_depth <= 8 else np.uint16)
 
 
 @dataclass(frozen=True)
@@ -445,40 +355,15 @@ class Device(ABC):
         The transport faults only act on the wire (``VisaDevice``).
         """
         self._require_simulated("inject_fault")
-        k = _FAULTS.get(str(kind).upper())
+        k = FAULT_WORDS.get(str(kind).upper())
         if k is None:
-            raise DriverError(f"unknown fault {kind!r}; choose one of {sorted(set(_FAULTS.values()))}",
+            raise DriverError(f"unknown fault {kind!r}; choose one of {sorted(FAULT_BY_NAME)}",
                               resource=self.resource)
-        if (k in ("DELAY", "ERROR")) != (arg is not None):
-            raise DriverError(f"fault {k} {'needs' if k in ('DELAY', 'ERROR') else 'takes no'} argument",
+        needs = bool(FAULT_BY_NAME[k].arg)
+        if needs != (arg is not None):
+            raise DriverError(f"fault {k} {'needs' if needs else 'takes no'} argument",
                               resource=self.resource)
         self._sim("FAUL", k if arg is None else f"{k},{int(arg)}")
-
-
-def settings_changes(old: DeviceSettings, new: DeviceSettings) -> list[tuple[str, Any]]:
-    """The (field, value) writes turning ``old`` into ``new``, in an order valid at every step.
-
-    Exposure and frame time are ordered so that ``frame_time_us >= exposure_us`` always holds; when
-    the input ROI or the macro-pixel changes, ``n_features`` is first lowered to 1 (which fits any
-    ROI) and set to its new value last. Both device paths use this order, so they fail alike.
-    """
-    out: list[tuple[str, Any]] = []
-    if new.exposure_us != old.exposure_us or new.frame_time_us != old.frame_time_us:
-        exp, ftim = ("exposure_us", new.exposure_us), ("frame_time_us", new.frame_time_us)
-        out += [ftim, exp] if new.exposure_us > old.frame_time_us else [exp, ftim]
-    for name in ("bit_depth", "analog_gain_db", "camera_roi"):
-        if getattr(new, name) != getattr(old, name):
-            out.append((name, getattr(new, name)))
-    dmd_changed = new.input_roi != old.input_roi or new.macro_pixel_mirrors != old.macro_pixel_mirrors
-    if dmd_changed:
-        if old.n_features != 1:
-            out.append(("n_features", 1))
-        roi, macro = ("input_roi", new.input_roi), ("macro_pixel_mirrors", new.macro_pixel_mirrors)
-        # a larger macro-pixel may need the new (larger) ROI first, a smaller ROI the smaller macro
-        out += [roi, macro] if new.macro_pixel_mirrors > old.macro_pixel_mirrors else [macro, roi]
-    if new.n_features != old.n_features or (dmd_changed and new.n_features != 1):
-        out.append(("n_features", new.n_features))
-    return out
 
 
 def _dump(changes: dict[str, Any]) -> dict[str, Any]:
@@ -499,3 +384,17 @@ def _progress_bar(total: int, show: bool, resource: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="frame", desc=f"acquire {resource}", leave=False)
+
+
+__all__ = [
+    "DMD_MAX_HEIGHT_MIRRORS",
+    "DMD_MAX_WIDTH_MIRRORS",
+    "PROGRESS_MIN_FRAMES",
+    "CameraRoi",
+    "Device",
+    "DeviceIdentity",
+    "DeviceSettings",
+    "DeviceStatus",
+    "InputRoi",
+    "settings_changes",
+]

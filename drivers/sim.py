@@ -10,7 +10,9 @@ in-process.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -19,7 +21,8 @@ from firmware_models import Controller, FirmwareError
 
 from .base import Device, DeviceIdentity, DeviceSettings, DeviceStatus, settings_changes
 from .errors import DeviceError
-from .visa import check_error_queue, scpi_set_command
+from .registry import backend, unknown_uri_message
+from .scpi import check_error_queue, scpi_set_command
 
 T = TypeVar("T")
 
@@ -131,4 +134,36 @@ class SimDevice(Device):
             raise DeviceError(-113, "Undefined header", command=command, resource=self.resource)
 
 
-__all__ = ["SimDevice"]
+@backend("sim", scheme="sim", options=("pattern_memory", "serial", "frame_buffer_bytes"), forms=[
+    ("sim", "in-process simulator, opu.realistic(seed=0)"),
+    ("sim?seed=3", "same with another seed"),
+    ("sim:PATH.json[?seed=3]", "in-process simulator from an opu.OPUConfig JSON file"),
+])
+def open_sim_uri(uri: str, **options: Any) -> SimDevice:
+    """The :class:`SimDevice` for a ``sim[:PATH.json][?seed=N]`` URI (unopened)."""
+    body, _, query = uri[3:].partition("?")
+    params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    unknown = set(params) - {"seed"}
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)} in {uri!r}; only 'seed' is accepted")
+    seed = None
+    if "seed" in params:
+        try:
+            seed = int(params["seed"])
+        except ValueError:
+            raise ValueError(f"seed in {uri!r} must be an integer, got {params['seed']!r}") from None
+    if body.startswith(":"):
+        path = Path(body[1:]).expanduser()
+        if not path.is_file():
+            raise ValueError(f"simulator config {str(path)!r} (from {uri!r}) is not a file")
+        config = opu.OPUConfig.model_validate_json(path.read_text())
+        if seed is not None:
+            config = config.replace(seed=seed)
+    elif body:
+        raise ValueError(unknown_uri_message(uri))
+    else:
+        config = opu.realistic(seed=seed or 0)
+    return SimDevice(config=config, resource=uri, **options)
+
+
+__all__ = ["SimDevice", "open_sim_uri"]

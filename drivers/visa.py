@@ -19,31 +19,25 @@ Error handling, in the habits of PyMeasure/QCoDeS:
 from __future__ import annotations
 
 import contextlib
+import re
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .base import (
-    CameraRoi,
-    Device,
-    DeviceIdentity,
-    DeviceSettings,
-    DeviceStatus,
-    InputRoi,
-    settings_changes,
-)
+from firmware_models.protocol import SETTINGS
+
+from .base import Device, DeviceIdentity, DeviceSettings, DeviceStatus, settings_changes
 from .errors import (
     DeviceBusy,
     DeviceDisconnected,
-    DeviceError,
     DeviceTimeout,
     DriverError,
     ProtocolError,
-    SaturationWarning,
 )
+from .registry import backend
+from .scpi import check_error_queue, scpi_set_command
 from .wire import EmptyReply, SocketWire, VisaWire, Wire
 
 #: frames fetched per FETC:FRAM? block at most (bounds the host's receive buffer per request)
@@ -76,10 +70,15 @@ class VisaDevice(Device):
         (:mod:`drivers.wire`); False forces pyvisa's message-based API throughout.
     resource_manager:
         An existing :class:`pyvisa.ResourceManager` to open the resource with (else one is made).
+    wire_factory:
+        ``wire_factory(resource, timeout_s) -> Wire`` replaces pyvisa altogether: the driver talks
+        through the :class:`~drivers.wire.Wire` it returns (a scripted transport in the
+        recorded-exchange tests, tests/drivers/test_drv_recorded.py).
     """
 
     def __init__(self, resource: str, *, timeout_s: float = 10.0, backend: str = DEFAULT_BACKEND,
-                 fast_io: bool = True, resource_manager: Any = None) -> None:
+                 fast_io: bool = True, resource_manager: Any = None,
+                 wire_factory: Callable[[str, float], Wire] | None = None) -> None:
         super().__init__(resource)
         if not (timeout_s > 0 and np.isfinite(timeout_s)):
             raise DriverError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}",
@@ -88,6 +87,7 @@ class VisaDevice(Device):
         self.backend = backend
         self.fast_io = fast_io
         self._rm = resource_manager
+        self._wire_factory = wire_factory
         self._res: Any = None
         self._wire: Wire | None = None
         self._owed = 0  # replies the device still owes for requests that timed out
@@ -103,6 +103,22 @@ class VisaDevice(Device):
         return isinstance(self._wire, SocketWire)
 
     def _open(self) -> None:
+        if self._wire_factory is not None:
+            self._wire = self._wire_factory(self.resource, self.timeout_s)
+        else:
+            self._open_resource()
+        self._owed = 0
+        try:
+            self._identity = self._parse_identity(self._query("*IDN?"))
+            self._memory = int(self._query("SEQ:MAX?"))
+        except DeviceDisconnected as exc:
+            self._release()
+            raise DeviceDisconnected(f"could not open the resource: {exc}", resource=self.resource) from None
+        except BaseException:
+            self._release()
+            raise
+
+    def _open_resource(self) -> None:
         import pyvisa
 
         try:
@@ -117,16 +133,6 @@ class VisaDevice(Device):
                                      resource=self.resource) from exc
         wire = SocketWire.attach(self._res, self.resource, self.timeout_s) if self.fast_io else None
         self._wire = wire or VisaWire(self._res, self.resource, self.timeout_s)
-        self._owed = 0
-        try:
-            self._identity = self._parse_identity(self._query("*IDN?"))
-            self._memory = int(self._query("SEQ:MAX?"))
-        except DeviceDisconnected as exc:
-            self._release()
-            raise DeviceDisconnected(f"could not open the resource: {exc}", resource=self.resource) from None
-        except BaseException:
-            self._release()
-            raise
 
     def _close(self) -> None:
         self._release()
@@ -272,18 +278,16 @@ class VisaDevice(Device):
         return self._memory
 
     def _read_settings(self) -> DeviceSettings:
-        cr = _ints(self._query("CAM:ROI?"), 4, "CAM:ROI?", self.resource)
-        ir = _ints(self._query("DMD:ROI?"), 4, "DMD:ROI?", self.resource)
-        return DeviceSettings(
-            n_features=int(self._query("DMD:FEAT?")),
-            exposure_us=float(self._query("CAM:EXP?")),
-            frame_time_us=float(self._query("CAM:FTIM?")),
-            bit_depth=int(self._query("CAM:BITS?")),
-            analog_gain_db=float(self._query("CAM:GAIN?")),
-            camera_roi=CameraRoi(row=cr[0], col=cr[1], height_px=cr[2], width_px=cr[3]),
-            input_roi=InputRoi(row=ir[0], col=ir[1], height_mirrors=ir[2], width_mirrors=ir[3]),
-            macro_pixel_mirrors=int(self._query("DMD:MACR?")),
-        )
+        values = {}
+        for setting in SETTINGS:  # one query per setting, in the protocol table's order
+            command = f"{setting.short}?"
+            text = self._query(command)
+            try:
+                values[setting.name] = setting.parse(text)
+            except ValueError:
+                raise ProtocolError(f"{command} reply {text!r} is not {_REPLY_FORMS[setting.kind]}",
+                                    resource=self.resource) from None
+        return DeviceSettings.model_validate(values)
 
     def _write_settings(self, settings: DeviceSettings) -> None:
         for name, value in settings_changes(self.settings, settings):
@@ -352,52 +356,7 @@ def wire_bytes(wire: Wire) -> int:
     return getattr(wire, "received", 0) + len(getattr(wire, "_buf", b""))
 
 
-def scpi_set_command(name: str, value: Any) -> str:
-    """The SCPI set command for one :class:`DeviceSettings` field (docs/protocol.md)."""
-    if name in ("camera_roi", "input_roi"):
-        v = value.model_dump() if hasattr(value, "model_dump") else dict(value)
-        h, w = (v["height_px"], v["width_px"]) if name == "camera_roi" else (
-            v["height_mirrors"], v["width_mirrors"])
-        return f"{_SET_HEADERS[name]} {v['row']},{v['col']},{h},{w}"
-    if isinstance(value, float):
-        return f"{_SET_HEADERS[name]} {value!r}"
-    return f"{_SET_HEADERS[name]} {value}"
-
-
-_SET_HEADERS = {
-    "n_features": "DMD:FEAT",
-    "exposure_us": "CAM:EXP",
-    "frame_time_us": "CAM:FTIM",
-    "bit_depth": "CAM:BITS",
-    "analog_gain_db": "CAM:GAIN",
-    "camera_roi": "CAM:ROI",
-    "input_roi": "DMD:ROI",
-    "macro_pixel_mirrors": "DMD:MACR",
-}
-
-
-#: positive device codes that are warnings: the command did its work (docs/protocol.md)
-WARNING_CODES = {210: SaturationWarning}
-
-
-def check_error_queue(next_error: Callable[[], tuple[int, str]], command: str, resource: str) -> None:
-    """Read the error queue after ``command``: warnings are issued, the first error is raised.
-
-    The queue is read until empty (later entries are consequences of the first error), as both
-    device paths do, so they report alike.
-    """
-    first: tuple[int, str] | None = None
-    for _ in range(64):
-        code, message = next_error()
-        if code == 0:
-            break
-        if code in WARNING_CODES:
-            warnings.warn(f"{message} (device warning {code} after {command!r}) [{resource}]",
-                          WARNING_CODES[code], stacklevel=4)
-        elif first is None:
-            first = (code, message)
-    if first is not None:
-        raise DeviceError(first[0], first[1], command=command, resource=resource)
+_REPLY_FORMS = {"float": "a decimal number", "int": "a decimal integer", "roi": "4 comma-separated integers"}
 
 
 def _parse_error(text: str, resource: str) -> tuple[int, str]:
@@ -413,19 +372,22 @@ def _parse_error(text: str, resource: str) -> tuple[int, str]:
     return value, message
 
 
-def _ints(text: str, n: int, command: str, resource: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != n:
-        raise ProtocolError(f"{command} reply {text!r} is not {n} comma-separated integers",
-                            resource=resource)
-    return values
-
-
 def _bool(text: str) -> bool:
     return text.strip().upper() in ("1", "ON", "TRUE")
 
 
-__all__ = ["DEFAULT_BACKEND", "VisaDevice", "scpi_set_command"]
+#: VISA resource strings (interface prefixes of the VISA resource-name grammar)
+VISA_RESOURCE = r"^(TCPIP\d*|ASRL|GPIB\d*|USB\d*|VXI\d*|PXI\d*)(::|\d|/)"
+
+
+@backend("visa", pattern=re.compile(VISA_RESOURCE, re.IGNORECASE),
+         options=("timeout_s", "backend", "fast_io", "resource_manager"), forms=[
+    ("TCPIP::host::port::SOCKET", "instrument or emulator over a raw TCP socket (pyvisa)"),
+    ("TCPIP::host::INSTR, ASRL..., GPIB..., USB...", "any other VISA resource string (pyvisa)"),
+])
+def open_visa_uri(uri: str, **options: Any) -> VisaDevice:
+    """The :class:`VisaDevice` for a VISA resource string (unopened)."""
+    return VisaDevice(uri, **options)
+
+
+__all__ = ["DEFAULT_BACKEND", "VISA_RESOURCE", "VisaDevice", "open_visa_uri", "scpi_set_command"]
