@@ -181,7 +181,7 @@ def _features_fit(s: Mapping[str, Any]) -> str | None:
 #: consistency rules, checked in this order on the result of a change
 RULES: tuple[Rule, ...] = (
     Rule(("exposure_us", "frame_time_us"), "exposure <= frame time", _exposure_fits),
-    Rule(("macro_pixel_mirrors", "input_roi"), "macro-pixel fits the input ROI", _macro_fits),
+    Rule(("macro_pixel_mirrors", "input_roi"), "macro-pixel fits the ROI", _macro_fits),
     Rule(("n_features", "input_roi", "macro_pixel_mirrors"), "features fit the input ROI", _features_fit),
 )
 
