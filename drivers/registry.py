@@ -95,7 +95,8 @@ def register_backend(name: str, factory: Factory, *, scheme: str | None = None,
     if name in _BACKENDS and not replace:
         raise ValueError(f"a backend named {name!r} is already registered; pass replace=True to replace it")
     compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
-    shown = tuple((str(f), str(h)) for f, h in forms) or ((scheme or compiled.pattern, name),)  # type: ignore[union-attr]
+    default_form = scheme if scheme is not None else compiled.pattern if compiled is not None else name
+    shown = tuple((str(f), str(h)) for f, h in forms) or ((default_form, name),)
     b = Backend(name, factory, scheme, compiled, None if options is None else tuple(options), shown)
     _BACKENDS[name] = b
     return b
