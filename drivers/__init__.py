@@ -36,6 +36,7 @@ URI_FORMS = (
     '"sim"                              in-process simulator, opu.realistic(seed=0)',
     '"sim?seed=3"                       same with another seed',
     '"sim:PATH.json[?seed=3]"           in-process simulator from an opu.OPUConfig JSON file',
+    '"twin:DIR[?seed=3]"                 simulator on the matrix recovered by opu tm-retrieve in DIR',
     '"TCPIP::host::port::SOCKET"        instrument or emulator over a raw TCP socket (pyvisa)',
     '"TCPIP::host::INSTR", "ASRL..."    any other VISA resource string (pyvisa)',
 )
@@ -54,6 +55,10 @@ def connect(uri: str = "sim", **options: Any) -> Device:
     text = uri.strip()
     if text == "sim" or text.startswith(("sim:", "sim?")):
         return _sim_device(text, options).open()
+    if text.startswith("twin:"):  # digital twin of a recovered transmission matrix (drivers/twin.py)
+        from .twin import open_twin
+
+        return open_twin(text, options)
     if _VISA.match(text):
         from .visa import VisaDevice
 

@@ -139,6 +139,9 @@ class Controller:
         Most patterns one uploaded sequence may hold.
     frame_buffer_bytes:
         Capacity of the frame buffer; a sequence whose frames do not fit is refused (205).
+    medium:
+        Optional :class:`opu.RecoveredMedium`: the bench's transmission matrix is this given matrix
+        (a digital twin of a measured device) instead of the one generated from the seed.
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class Controller:
         serial: str = "SIM0001",
         pattern_memory: int = 4096,
         frame_buffer_bytes: int = 512 * 2**20,
+        medium: opu.RecoveredMedium | None = None,
     ) -> None:
         config = opu.realistic(seed=0) if config is None else config
         if not isinstance(config, opu.OPUConfig):
@@ -169,6 +173,9 @@ class Controller:
         self._bench = config
         self._clock = DeviceClock(electrical_power_w=config.electrical_power_w)
         self._sim: opu.Simulator | None = None
+        if medium is not None and not isinstance(medium, opu.RecoveredMedium):
+            raise opu.ConfigError(f"medium must be an opu.RecoveredMedium, got {type(medium).__name__}")
+        self._medium = medium
         self._noise = True
         self._faults: dict[str, Any] = {}
         self._errors: deque[tuple[int, str]] = deque()
@@ -376,7 +383,7 @@ class Controller:
         n = self._settings["n_features"]
         sim = self._sim
         if sim is None or sim.n_features != n:
-            sim = opu.Simulator(config, n)
+            sim = opu.Simulator(config, n, medium=self._medium)
             sim.clock = self._clock
             self._sync_medium(sim)
         elif sim.config != config:
