@@ -94,10 +94,13 @@ def set_light(dev: Device, plan: TMPlan, light: Literal["auto", "keep"] = "auto"
         raise TMPlanError(f"light must be 'auto' or 'keep', got {light!r}")
     s = dev.settings
     if s.n_features != plan.device_features:
-        cap = max_macro(dev, plan.device_features)
-        if s.macro_pixel_mirrors > cap:
-            raise TMPlanError(f"{plan.device_features} features do not fit the input ROI with "
-                              f"{s.macro_pixel_mirrors}-mirror macro-pixels (at most {cap})")
+        r, a = s.input_roi, s.macro_pixel_mirrors
+        cap = (r.height_mirrors // a) * (r.width_mirrors // a)
+        if plan.device_features > cap:
+            raise TMPlanError(f"the plan's {plan.device_features} device features ({plan.n_features} data + "
+                              f"{plan.anchor_features} anchor) do not fit the {r.height_mirrors}x"
+                              f"{r.width_mirrors}-mirror input ROI with {a}-mirror macro-pixels (at most "
+                              f"{cap}): enlarge the input ROI or use fewer features")
         dev.configure(n_features=plan.device_features)
     frames = 4
     level, sat, dark = _probe(dev, plan)
@@ -109,19 +112,20 @@ def set_light(dev: Device, plan: TMPlan, light: Literal["auto", "keep"] = "auto"
     span = adc_max - dark
     if light == "auto":
         target = TARGET_SPAN_FRACTION * span
-        for _ in range(3):
+        for _ in range(8):
             if abs(level / target - 1) < 0.25 and sat <= MAX_SATURATED_FRACTION:
                 break
             st = dev.settings
             macro, t = st.macro_pixel_mirrors, st.exposure_us
-            ratio = target / max(level, 1e-3)
-            # light ~ macro^2 x exposure: grow the macro-pixel when the frame time caps the exposure
-            cap = max_macro(dev, plan.device_features)
-            new_macro = macro
-            while ratio * (macro / new_macro) ** 2 * t > st.frame_time_us and new_macro < cap:
-                new_macro += 1
-            if sat > 0.3 and new_macro == macro:  # level is unreliable when clipped: step down hard
+            # below ~2 DN the median of quantized frames is no measure of the level: step up 4x
+            ratio = 4.0 if level < 2.0 else min(target / level, 100.0)
+            if sat > 0.3:  # the level is unreliable when clipped: step down hard
                 ratio = min(ratio, 0.25)
+            # light ~ macro^2 x exposure: grow the macro-pixel when the frame time caps the exposure
+            new_macro = macro
+            if t * ratio > st.frame_time_us:
+                cap = max_macro(dev, plan.device_features)
+                new_macro = min(cap, math.ceil(macro * math.sqrt(t * ratio / st.frame_time_us)))
             new_t = float(np.clip(t * ratio * (macro / new_macro) ** 2, 1.0, st.frame_time_us))
             changes: dict[str, Any] = {"exposure_us": new_t}
             if new_macro != macro:
