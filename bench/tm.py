@@ -25,9 +25,8 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -100,8 +99,8 @@ def realistic(m: int, tmp: Path) -> dict:
         "diagnostics": {k: v for k, v in tm.diagnostics.items() if isinstance(v, int | float)},
     }
     print(f"realistic: {plan.frames} frames (device counted {frames_counted}), compute "
-          f"{info.seconds_compute:.2f} s vs {plan.frames * 500e-6:.2f} s at 2 kHz; rel. error {err:.3f}; intensity corr {corr:.4f} "
-          f"(goal >= 0.99); linear corr {lin_corr:.4f} (goal >= 0.99)")
+          f"{info.seconds_compute:.2f} s vs {plan.frames * 500e-6:.2f} s at 2 kHz; rel. error {err:.3f}; "
+          f"intensity corr {corr:.4f} (goal >= 0.99); linear corr {lin_corr:.4f} (goal >= 0.99)")
     out["drift"] = drift(dev, tm, N, plan.device_features)
     return out
 
