@@ -59,7 +59,29 @@ def noiseless(m: int) -> dict:
     dt = time.perf_counter() - t0
     err = rel_frobenius_error(res.matrix, truth_of(sim, N))
     print(f"noiseless: rel. Frobenius error {err:.2e} (goal <= 1e-3), compute {dt:.2f} s")
-    return {"rel_frobenius_error_noiseless": err, "seconds_compute_noiseless": dt}
+    return {"rel_frobenius_error_noiseless": err, "seconds_compute_noiseless": dt,
+            "scaling": scaling(np.asarray(frames), plan, layout)}
+
+
+def scaling(frames: np.ndarray, plan, layout) -> list[dict]:
+    """Compute time and peak traced memory of the retrieval vs rows (frames tiled along the pixels:
+    rows are independent, so this times m rows without simulating them)."""
+    import tracemalloc
+
+    rows = []
+    for reps in (1, 2, 4):
+        y = np.tile(frames, (1, reps))
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        retrieve(y, plan, layout)
+        dt = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append({"rows": y.shape[1], "seconds": dt, "peak_traced_mib": peak / 2**20,
+                     "frames_mib": y.nbytes / 2**20})
+        print(f"  scaling: {y.shape[1]} rows: {dt:.2f} s, peak traced memory {peak / 2**20:.0f} MiB "
+              f"(frames {y.nbytes / 2**20:.0f} MiB)")
+    return rows
 
 
 def realistic(m: int, tmp: Path) -> dict:

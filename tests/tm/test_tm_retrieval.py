@@ -201,3 +201,26 @@ def test_twin_device_predicts_the_device(tmp_path):
             twin.acquire(np.ones(n + 1, dtype=bool))
     with pytest.raises(ValueError, match="not a file"):
         drivers.connect(f"twin:{tmp_path / 'missing'}")
+
+
+def test_cli_retrieves_writes_and_refresh_keeps_a_fresh_matrix(tmp_path, capsys):
+    cfg_path = tmp_path / "dev.json"
+    cfg_path.write_text(opu.realistic(seed=3, n_outputs=64).model_dump_json())
+    out = tmp_path / "tm"
+    args = ["tm-retrieve", "--device", f"sim:{cfg_path}", "--features", "8", "--anchors", "4",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "plan: 108 frames" in text and "device time 0.05 s at 2000 Hz" in text  # 8 + 2*10 + 16*5
+    tm = RecoveredTM.load(out / "tm.npz")
+    assert tm.shape == (64, 8) and (out / "twin.json").is_file()
+    # the same (static-seeded, fresh-process) device: the correlation is high, nothing is re-acquired
+    assert main([*args, "--refresh", "0.5"]) == 0
+    assert "kept" in capsys.readouterr().out
+    dark = tmp_path / "dark.json"
+    dark.write_text(opu.realistic(seed=3, n_outputs=64).replace(laser={"photons_per_mirror_us": 0.0})
+                    .model_dump_json())
+    assert main(["tm-retrieve", "--device", f"sim:{dark}", "--features", "8", "--anchors", "4",
+                 "--out", str(tmp_path / "none"), "--light", "keep"]) == 3
+    assert "refused before acquiring" in capsys.readouterr().err
+    assert not (tmp_path / "none" / "tm.npz").exists()
