@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="data features (columns) to recover")
     p.add_argument("--anchors", type=int, default=20, metavar="S", help="anchor patterns (default 20)")
     p.add_argument("--signals", type=int, default=None, metavar="K", help="calibration signals (default 2 N)")
+    p.add_argument("--anchor-features", type=int, default=None, metavar="NA",
+                   help="spare features the anchors light (default N: the largest anchor is then the "
+                        "anchor linear scheme's reference); at least S")
     p.add_argument("--anchor-repeats", type=int, default=2, metavar="R", help="repeats of each anchor frame")
     p.add_argument("--pixels", type=int, default=None, metavar="M",
                    help="camera pixels (rows): a centred ROI of exactly M pixels (default: the device's ROI)")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         plan = make_plan(args.features, args.anchors, signals=args.signals,
-                         anchor_repeats=args.anchor_repeats, max_frames=args.max_frames)
+                         anchor_features=args.anchor_features, anchor_repeats=args.anchor_repeats,
+                         max_frames=args.max_frames)
     except TMError as exc:
         return fail(str(exc))
     calibration = None

@@ -179,7 +179,7 @@ def make_plan(
                           f"features (2 x features recommended)")
     if na < s:
         raise TMPlanError(f"{s} nested anchors need at least {s} anchor features (each anchor adds >= 1), "
-                          f"got {na}; lower --anchors or raise the anchor features")
+                          f"got {na}; lower --anchors or raise --anchor-features")
     plan = TMPlan(n_features=n, anchors=s, anchor_features=na, signals=k,
                   anchor_repeats=_int(anchor_repeats, "anchor repeats", 1),
                   dark_repeats=_int(dark_repeats, "dark repeats", 2), seed=seed)

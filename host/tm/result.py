@@ -83,8 +83,9 @@ class RecoveredTM:
     def linear_transform(self, x: object) -> np.ndarray:
         """A x digitally, with A the effective matrix of the device's ``anchor`` linear scheme.
 
-        ``A_ij = c Re(conj(B r)_i B_ij) / |B r|_i``, r the largest anchor (the scheme's reference when
-        the anchor features number n), ``c = sqrt(2 n_a / mean_i |B r|_i^2)``: exactly the device's
+        ``A_ij = c Re(conj(B r)_i B_ij) / |B r|_i``, r the largest anchor = all n_a anchor features, the
+        reference of ``opu.AnchorScheme(n, anchor_features=n_a)`` (the device's default scheme when
+        n_a = n), ``c = sqrt(2 n_a / mean_i |B r|_i^2)``: exactly the device's
         normalisation with the reference measured by the retrieval. Invariant to each row's phase and
         conjugation, so it equals the device's A up to noise. Any real x (b, n), no bit planes.
         """
