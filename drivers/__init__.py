@@ -26,6 +26,7 @@ from .errors import (
     DriverError,
     ProtocolError,
     SaturationWarning,
+    UnsupportedSetting,
 )
 from .opu_facade import OPU, NotFittedError
 
@@ -38,6 +39,8 @@ URI_FORMS = (
     '"sim:PATH.json[?seed=3]"           in-process simulator from an opu.OPUConfig JSON file',
     '"TCPIP::host::port::SOCKET"        instrument or emulator over a raw TCP socket (pyvisa)',
     '"TCPIP::host::INSTR", "ASRL..."    any other VISA resource string (pyvisa)',
+    '"lightonml[?n_components=..]"      a LightOn OPU through lightonml.OPU (needs lightonopu)',
+    '"lightonml:simulated[?seed=..]"    lightonml\'s own SimulatedOpuDevice',
 )
 
 
@@ -54,6 +57,12 @@ def connect(uri: str = "sim", **options: Any) -> Device:
     text = uri.strip()
     if text == "sim" or text.startswith(("sim:", "sim?")):
         return _sim_device(text, options).open()
+    # --- lightonml backend (issue 14); moves onto the backend registry at merge time
+    if text == "lightonml" or text.startswith(("lightonml:", "lightonml?")):
+        from .lightonml_device import connect_lightonml
+
+        return connect_lightonml(text, **options)
+    # --- end lightonml backend
     if _VISA.match(text):
         from .visa import VisaDevice
 
@@ -111,5 +120,6 @@ __all__ = [
     "NotFittedError",
     "ProtocolError",
     "SaturationWarning",
+    "UnsupportedSetting",
     "connect",
 ]
