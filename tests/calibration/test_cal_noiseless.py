@@ -8,6 +8,7 @@ import json
 import pytest
 
 import drivers
+import opu
 from host.calibration import calibrate, make_plan
 from host.cli import main
 
@@ -20,10 +21,17 @@ def _noiseless_sim() -> drivers.Device:
     return dev
 
 
-@pytest.mark.parametrize("open_device", [lambda: drivers.connect("lightonml:simulated"), _noiseless_sim],
-                         ids=["lightonml-simulated", "sim-noise-off"])
+def _noiseless_preset(tmp_path) -> drivers.Device:
+    path = tmp_path / "noiseless.json"
+    path.write_text(opu.noiseless(seed=2).model_dump_json())
+    return drivers.connect(f"sim:{path}")
+
+
+@pytest.mark.parametrize("open_device", [lambda _: drivers.connect("lightonml:simulated"),
+                                         lambda _: _noiseless_sim(), _noiseless_preset],
+                         ids=["lightonml-simulated", "sim-noise-off", "sim-noiseless-preset"])
 def test_noiseless_device_reports_no_measurable_noise(tmp_path, open_device):
-    with open_device() as dev:
+    with open_device(tmp_path) as dev:
         before = dev.settings
         report = calibrate(dev, tmp_path, make_plan(quick=True, max_wait_s=10.0, roi_side_px=16), **QUICK)
         assert dev.settings == before  # operating point restored
@@ -41,6 +49,18 @@ def test_noiseless_device_reports_no_measurable_noise(tmp_path, open_device):
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert saved["complete"] is True and saved["noise_check"]["measurable"] is False
     assert not (tmp_path / "twin.json").exists()
+
+
+def test_noise_check_passes_a_noisy_device(tmp_path):
+    """The realistic simulator is not mistaken for a noiseless one (the check can fail)."""
+    from host.calibration.noise_check import run_noise_check
+    from host.calibration.probe import run_probe
+    from host.calibration.session import Session
+
+    with drivers.connect("sim") as dev:
+        s = Session(dev, make_plan(quick=True, max_wait_s=10.0, roi_side_px=16))
+        res = run_noise_check(s, run_probe(s))
+    assert res.measurable and res.varying_fraction > 0.5 and res.max_temporal_var_dn2 > 0.3
 
 
 def test_cli_on_lightonml_simulated(tmp_path, capsys):
