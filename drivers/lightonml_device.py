@@ -137,7 +137,15 @@ class LightonmlDevice(Device):
     def _open(self) -> None:
         if self._opu is None:
             self._opu = self._new_opu()
-            start = DeviceSettings(camera_roi=self._start_roi)
+            dev = self._opu.device
+            roi = self._start_roi
+            if not self.simulated:  # the output ROI lightonml chose for n_components
+                (x, y), (w, h) = dev.output_roi
+                roi = CameraRoi(row=int(y), col=int(x), height_px=int(h), width_px=int(w))
+            # start from the device's own timing (lightonml's config on hardware; 400/500 us simulated)
+            exposure = float(dev.exposure_us)
+            start = DeviceSettings(exposure_us=exposure, frame_time_us=max(float(dev.frametime_us), exposure),
+                                   camera_roi=roi)
             if start.n_features > self._max_features():
                 start = start.model_copy(update={"n_features": self._max_features()})
             self._apply(start)

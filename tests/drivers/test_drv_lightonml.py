@@ -187,3 +187,73 @@ def test_missing_lightonml_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "lightonml", None)  # import lightonml -> ImportError
     with pytest.raises(DriverError, match=r"pip install --no-deps lightonml==1\.4\.3"):
         drivers.connect("lightonml:simulated")
+
+
+# ---------------------------------------------------------------------- the hardware mapping
+class _FakeOpuDevice:
+    """The attributes of lightonml's hardware ``OpuDevice`` (1.3 wheel, internal/device.py) that the
+    backend uses: cartesian output ROI ((x, y), (w, h)), a settable gain_dB, uint8 frames."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.exposure_us, self.frametime_us = 400, 500
+        self.output_roi = ((0, 512), (2040, 64))
+        self._gain = 0.0
+
+    gain_dB = property(lambda self: self._gain, lambda self, v: setattr(self, "_gain", float(v)))  # noqa: N815 (lightonml name)
+    output_shape_max = (2040, 1088)
+    input_shape = (912, 1140)
+
+    def versions(self) -> str:
+        return "fpga 2.1\ncamera 1.0"
+
+
+class _FakeOPU:
+    """``lightonml.OPU`` on hardware, reduced to what the backend calls; frames encode the ROI size."""
+
+    def __init__(self) -> None:
+        self.device = _FakeOpuDevice()
+        self.config = {"type": "type2", "core_type": "saturn", "core_version": "1.0", "name": "opu-lab-3"}
+        self._s = type("S", (), {"n_samples_by_pass": 3000})()
+        self.fits: list[dict] = []
+
+    def open(self) -> None:
+        self.device.active = True
+
+    def close(self) -> None:
+        self.device.active = False
+
+    def fit1d(self, n_features: int, raw_output_size: bool, exposure_us: float, frametime_us: float) -> None:
+        assert raw_output_size  # frames are the whole ROI, as the camera delivers them
+        self.fits.append({"n_features": n_features, "exposure_us": exposure_us})
+        self.device.exposure_us, self.device.frametime_us = exposure_us, frametime_us
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        (_, _), (w, h) = self.device.output_roi
+        return np.tile((x.sum(axis=1) % 256).astype(np.uint8)[:, None], (1, w * h))
+
+
+def test_hardware_mapping_with_a_fake_lightonml_opu(monkeypatch):
+    fake = _FakeOPU()
+    monkeypatch.setattr(LightonmlDevice, "_new_opu", lambda self: (fake.open(), fake)[1])
+    with drivers.connect("lightonml?n_components=4096") as d:
+        s = d.settings  # starts from the device: lightonml's ROI for n_components, its timing
+        assert s.camera_roi.model_dump() == {"row": 512, "col": 0, "height_px": 64, "width_px": 2040}
+        assert (s.exposure_us, s.frame_time_us) == (400.0, 500.0)
+        idn = d.identity
+        assert not idn.is_simulated and idn.model == "type2 saturn 1.0" and idn.serial == "opu-lab-3"
+        assert "lightonml 1.4.3" in idn.firmware and "fpga 2.1; camera 1.0" in idn.firmware
+        got = d.configure(camera_roi={"row": 100, "col": 8, "height_px": 4, "width_px": 16},
+                          analog_gain_db=6.0, exposure_us=250.0, n_features=40)
+        assert fake.device.output_roi == ((8, 100), (16, 4))  # cartesian (x, y), (w, h)
+        assert fake.device.gain_dB == 6.0 and got.analog_gain_db == 6.0 and got.exposure_us == 250.0
+        assert fake.fits[-1] == {"n_features": 40, "exposure_us": 250.0}
+        x = random_patterns(3, 40, seed=1)
+        frames = d.acquire(x)
+        np.testing.assert_array_equal(frames, np.tile(x.sum(axis=1)[:, None], (1, 64)))
+        with pytest.raises(UnsupportedSetting, match="macro_pixel_mirrors"):
+            d.configure(macro_pixel_mirrors=2)
+        fake.transform = lambda x: np.zeros((len(x), 64), dtype=np.float32)  # not the camera's uint8
+        with pytest.raises(DriverError, match="uint8"):
+            d.acquire(x)
+    assert not fake.device.active
