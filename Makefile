@@ -31,7 +31,7 @@ test: $(STAMP) $(LIGHTONML_STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest --nbmake tests notebooks
 
-bench: $(STAMP)
+bench: $(STAMP) $(LIGHTONML_STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
