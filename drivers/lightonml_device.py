@@ -53,6 +53,9 @@ INSTALL_HINT = (
 #: lightonml's SimulatedOpuDevice has no camera: see the module docstring for the DN conversion
 DEFAULT_DN_PER_FEATURE_US = 0.01
 DEFAULT_MAX_N_FEATURES = 1024
+#: lightonml's simulator draws its whole N x m complex64 matrix at once (8 N m bytes, plus float64
+#: temporaries of twice that while drawing): larger matrices are refused instead of exhausting memory
+MAX_SIM_MATRIX_BYTES = 512 * 2**20
 #: SCPI codes reused for refusals, so host code handles every backend alike (docs/protocol.md)
 SETTINGS_CONFLICT = -221
 DATA_OUT_OF_RANGE = -222
@@ -115,6 +118,11 @@ class LightonmlDevice(Device):
         if self._max_n_features > DMD_MAX_HEIGHT_MIRRORS * DMD_MAX_WIDTH_MIRRORS:
             raise ValueError(f"max_n_features={self._max_n_features} exceeds the DMD's "
                              f"{DMD_MAX_HEIGHT_MIRRORS * DMD_MAX_WIDTH_MIRRORS} mirrors ({resource!r})")
+        nbytes = 8 * self._max_n_features * self._n_components
+        if self.simulated and nbytes > MAX_SIM_MATRIX_BYTES:
+            raise ValueError(f"max_n_features x n_components = {self._max_n_features} x {self._n_components} "
+                             f"needs a {nbytes / 2**20:.0f} MiB simulated matrix (limit "
+                             f"{MAX_SIM_MATRIX_BYTES // 2**20} MiB) ({resource!r})")
         self._config_file = str(config_file)
         self._config_override = config_override
         self._seed = _seed(seed, resource)
@@ -252,9 +260,22 @@ class LightonmlDevice(Device):
             if value.row + value.height_px > height or value.col + value.width_px > width:
                 self._refuse(name, value, f"a ROI inside the {height}x{width}-pixel camera of {kind}",
                              DATA_OUT_OF_RANGE)
+            if self.simulated and 8 * self._max_n_features * value.n_pixels > MAX_SIM_MATRIX_BYTES:
+                most = MAX_SIM_MATRIX_BYTES // (8 * self._max_n_features)
+                self._refuse(name, value, f"at most {most} pixels with max_n_features={self._max_n_features} "
+                             f"(lightonml's simulator holds the whole N x m complex64 matrix; limit "
+                             f"{MAX_SIM_MATRIX_BYTES // 2**20} MiB)", DATA_OUT_OF_RANGE)
 
     def _apply(self, s: DeviceSettings) -> None:
         """Put lightonml in state ``s``: output size / ROI, gain, then a new fit (exposure, frame time)."""
+        try:
+            self._apply_lightonml(s)
+        except Exception as exc:  # lightonml reports errors as bare exceptions (even asserts)
+            raise DriverError(f"lightonml could not apply the settings: {type(exc).__name__}: {exc}",
+                              resource=self.resource) from exc
+        self._state = s
+
+    def _apply_lightonml(self, s: DeviceSettings) -> None:
         o = self._opu
         m = s.camera_roi.n_pixels
         if self.simulated:
@@ -268,7 +289,6 @@ class LightonmlDevice(Device):
                 o.device.gain_dB = s.analog_gain_db
         o.fit1d(n_features=s.n_features, raw_output_size=True, exposure_us=s.exposure_us,
                 frametime_us=s.frame_time_us)
-        self._state = s
 
     def _pattern_memory(self) -> int:
         return int(self._opu._s.n_samples_by_pass)  # lightonml's batch chunk (3000 by default)
@@ -280,7 +300,11 @@ class LightonmlDevice(Device):
         with warnings.catch_warnings():
             # the simulated matrix has max_n_features rows; fewer features use its first rows
             warnings.filterwarnings("ignore", message="The number of rows of random matrix")
-            y = self._opu.transform(x)
+            try:
+                y = self._opu.transform(x)
+            except Exception as exc:  # lightonml reports errors as bare exceptions (even asserts)
+                raise DriverError(f"lightonml transform failed: {type(exc).__name__}: {exc}",
+                                  resource=self.resource) from exc
         ctx = getattr(y, "context", None)
         self.last_context = ctx.as_dict() if ctx is not None else {}
         y = np.asarray(y)

@@ -257,3 +257,21 @@ def test_hardware_mapping_with_a_fake_lightonml_opu(monkeypatch):
         with pytest.raises(DriverError, match="uint8"):
             d.acquire(x)
     assert not fake.device.active
+
+
+def test_simulated_matrix_memory_is_bounded(dev):
+    # the whole camera at N = 128 would be a 2 GiB complex64 matrix in lightonml's simulator
+    with pytest.raises(UnsupportedSetting, match="complex64 matrix"):
+        dev.configure(camera_roi={"row": 0, "col": 0, "height_px": 1080, "width_px": 1920})
+    with pytest.raises(ValueError, match="MiB"):
+        drivers.connect("lightonml:simulated?max_n_features=100000&n_components=4096")
+
+
+def test_lightonml_failures_become_driver_errors(dev, monkeypatch):
+    def broken(x):
+        raise AssertionError("device not active")  # lightonml's way of refusing (assert)
+
+    monkeypatch.setattr(dev._opu, "transform", broken)
+    with pytest.raises(DriverError, match="lightonml transform failed: AssertionError"):
+        dev.acquire(random_patterns(2, 32))
+    assert dev.frames_acquired == 0
