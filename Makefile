@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LIGHTONML_STAMP := $(VENV)/.lightonml
 
 .PHONY: demo test bench lint clean venv
 
@@ -18,12 +19,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m host.demo
 
-test: $(STAMP)
+# lightonml 1.4.3 only installs with --no-deps (its numexpr==2.7 pin does not build on Python >= 3.10);
+# its runtime needs come from the `lightonml` extra. The driver tests run lightonml:simulated.
+$(LIGHTONML_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[lightonml]'
+	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
+	touch $(LIGHTONML_STAMP)
+
+test: $(STAMP) $(LIGHTONML_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest --nbmake tests notebooks
 
-bench: $(STAMP)
+bench: $(STAMP) $(LIGHTONML_STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then \

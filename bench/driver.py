@@ -7,7 +7,10 @@
   ``query_binary_values`` of the same block in the same run;
 * ``wire_over_inprocess``: time of the reference DFA workload - 256 ternary error vectors of 1024
   entries projected to 1024 outputs with the anchor scheme (``device.linear_transform``, 1024 frames)
-  - through the VISA path divided by the same through the in-process path (goal <= 1.25).
+  - through the VISA path divided by the same through the in-process path (goal <= 1.25);
+* ``lightonml_over_inprocess`` (issue 14; reported, no goal): the same DFA workload through the
+  lightonml backend (``lightonml:simulated``: lightonml 1.4.3's ``OPU.transform`` on its
+  ``SimulatedOpuDevice``, 2048 x 1024 matrix) divided by the in-process path, measured side by side.
 """
 
 from __future__ import annotations
@@ -112,13 +115,35 @@ def bench_dfa(resource: str) -> dict:
     }
 
 
+#: lightonml's simulated camera gain for the DFA workload: ~1500 lit features x 100 us x 2e-4 = 30 DN
+#: mean, like the in-process device's unsaturated frames (the default 0.01 would clip everything)
+LIGHTONML_DN_PER_FEATURE_US = 2e-4
+
+
+def bench_lightonml() -> dict:
+    """The DFA workload through lightonml:simulated and in-process, side by side in one run."""
+    rng = np.random.default_rng(1)
+    errors = (rng.choice([-1, 1], size=(DFA_BATCH, DFA_N)) * (rng.random((DFA_BATCH, DFA_N)) < 0.5))
+    errors = errors.astype(np.int8)
+    with SimDevice(Controller(_config()), resource="sim").open() as dev:
+        t_local = _dfa(dev, errors)
+    with drivers.connect("lightonml:simulated", max_n_features=2 * DFA_N, n_components=DFA_M,
+                         dn_per_feature_us=LIGHTONML_DN_PER_FEATURE_US) as dev:
+        t_lightonml = _dfa(dev, errors)
+        version = dev.identity.firmware
+    return {"lightonml_version": version, "dfa_inprocess_again_s": t_local, "dfa_lightonml_s": t_lightonml,
+            "lightonml_over_inprocess": t_lightonml / t_local}
+
+
 def main() -> dict:
     with serve(Controller(_config()), host="127.0.0.1", port=0) as srv:
         result = {"resource_kind": "TCPIP SOCKET over loopback, pyvisa-py"}
         result.update(bench_frames(srv.resource))
     with serve(Controller(_config()), host="127.0.0.1", port=0) as srv:
         result.update(bench_dfa(srv.resource))
-    result["goals"] = {"visa_frame_mb_per_s": ">= 300", "wire_over_inprocess": "<= 1.25"}
+    result.update(bench_lightonml())
+    result["goals"] = {"visa_frame_mb_per_s": ">= 300", "wire_over_inprocess": "<= 1.25",
+                       "lightonml_over_inprocess": "reported, no goal"}
     out = ROOT / "bench" / "results" / "driver.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -128,6 +153,9 @@ def main() -> dict:
     print(f"wire_over_inprocess      {result['wire_over_inprocess']:8.3f}  (goal <= 1.25; DFA "
           f"{result['dfa_visa_s'] * 1e3:.1f} ms over VISA vs {result['dfa_inprocess_s'] * 1e3:.1f} ms "
           "in-process)")
+    print(f"lightonml_over_inprocess {result['lightonml_over_inprocess']:8.3f}  (no goal; DFA "
+          f"{result['dfa_lightonml_s'] * 1e3:.1f} ms through {result['lightonml_version']} simulated vs "
+          f"{result['dfa_inprocess_again_s'] * 1e3:.1f} ms in-process)")
     print(f"wrote {out.relative_to(ROOT)}")
     return result
 

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["physics", "driver", "calibration", "tm", "dfa"]  # fastest first; dfa trains for minutes
+# fastest first; lightonml_train and dfa train for minutes
+ORDER = ["physics", "driver", "calibration", "tm", "lightonml_train", "dfa"]
 
 
 def main() -> int:

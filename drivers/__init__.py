@@ -17,6 +17,7 @@ from typing import Any
 from . import sim as _sim  # noqa: F401  (importing it registers the "sim" backend)
 from . import twin as _twin  # noqa: F401  (importing it registers the "twin" backend)
 from . import visa as _visa  # noqa: F401  (importing it registers the "visa" backend)
+from . import lightonml_device as _lightonml  # noqa: F401  (registers "lightonml"; imports lightonml lazily)
 from .base import CameraRoi, Device, DeviceIdentity, DeviceSettings, DeviceStatus, InputRoi
 from .errors import (
     DeviceBusy,
@@ -26,6 +27,7 @@ from .errors import (
     DriverError,
     ProtocolError,
     SaturationWarning,
+    UnsupportedSetting,
 )
 from .opu_facade import OPU, NotFittedError
 from .registry import (
@@ -79,6 +81,7 @@ __all__ = [
     "NotFittedError",
     "ProtocolError",
     "SaturationWarning",
+    "UnsupportedSetting",
     "accepted_forms",
     "backend",
     "backends",

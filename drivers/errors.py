@@ -31,6 +31,23 @@ class DeviceError(DriverError):
         self.command = command
 
 
+class UnsupportedSetting(DeviceError):
+    """A backend cannot do this setting at all (not a transient refusal): names the ``setting``, the
+    ``value`` asked, the ``backend`` and what it ``allowed``. A :class:`DeviceError` with the SCPI code
+    of the same refusal on the wire (-221 settings conflict, -222 data out of range), so host code
+    that handles device refusals handles every backend alike."""
+
+    def __init__(self, setting: str, value: object, *, backend: str, allowed: str, code: int = -221,
+                 command: str | None = None, resource: str | None = None) -> None:
+        shown = value.model_dump() if hasattr(value, "model_dump") else value
+        super().__init__(code, f"{setting}={shown!r} is not supported by the {backend} backend; "
+                         f"allowed: {allowed}", command=command, resource=resource)
+        self.setting = setting
+        self.value = value
+        self.backend = backend
+        self.allowed = allowed
+
+
 class DeviceTimeout(DriverError):
     """The device did not answer within the timeout (``timeout_s``)."""
 
@@ -59,4 +76,5 @@ __all__ = [
     "DriverError",
     "ProtocolError",
     "SaturationWarning",
+    "UnsupportedSetting",
 ]

@@ -4,7 +4,7 @@ Entry points:
 
 * :class:`Simulator` - binary patterns (b, n) -> camera frames (b, m), plus the noiseless field
   and intensity;
-* :func:`realistic` / :func:`ideal` - device presets (:class:`OPUConfig`);
+* :func:`realistic` / :func:`ideal` / :func:`noiseless` - device presets (:class:`OPUConfig`);
 * :mod:`opu.encoding` - ternarization, bit planes, thresholds;
 * :mod:`opu.linear` - linear projections from intensities (anchor, complement).
 """
@@ -18,6 +18,7 @@ from .config import (
     Roi,
     centred_roi,
     ideal,
+    noiseless,
     realistic,
 )
 from .dmd import pack_patterns, unpack_patterns
@@ -61,6 +62,7 @@ __all__ = [
     "ideal",
     "linear_transform",
     "make_scheme",
+    "noiseless",
     "pack_patterns",
     "realistic",
     "ternarize",

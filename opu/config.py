@@ -272,6 +272,18 @@ def ideal(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
     return OPUConfig(seed=seed, camera=camera).with_outputs(n_outputs)
 
 
+def noiseless(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
+    """:func:`realistic` with every noise source off and a static medium, same 8-bit ADC and black level:
+    frames are the quantized expected values (what ``set_noise(False)`` gives, as a config that
+    ``drivers.connect("sim:PATH.json")`` can load, unlike :func:`ideal`'s float detector)."""
+    return realistic(seed, n_outputs).replace(
+        camera={"shot_noise": False, "read_noise_e": 0.0, "dark_current_e_per_s": 0.0, "prnu_rel": 0.0,
+                "dsnu_e": 0.0},
+        laser={"power_fluctuation_rel": 0.0},
+        medium={"drift_time_constant_s": None},
+    )
+
+
 def realistic(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
     """The documented default device (values and sources in docs/physics.md, "Presets")."""
     camera = CameraConfig(

@@ -17,6 +17,12 @@ from .report import Budget
 REAL_FRAME_S = 500e-6
 
 
+#: noise check (noise_check.py): repeats of each of a few fixed patterns and of the dark frame; with
+#: any read or shot noise of >= 0.3 DN rms, all R values of a pixel rounding alike is rare, and there
+#: are thousands of pixels
+NOISE_CHECK_PATTERNS = 4
+NOISE_CHECK_REPEATS = 8
+
 class CalibrationPlan(BaseModel):
     """Frame counts and levels of every stage (levels are fractions of the saturation signal)."""
 
@@ -66,6 +72,7 @@ class CalibrationPlan(BaseModel):
         dark_exp = 2 + len(self.dark_exposures_us)
         frames = {
             "probe": 40,
+            "noise_check": NOISE_CHECK_PATTERNS * NOISE_CHECK_REPEATS + NOISE_CHECK_REPEATS,
             "dark": 2 * dark_exp * self.dark_repeats,
             "photon_transfer": ptc,
             "prnu": self.prnu_patterns + self.dark_repeats,

@@ -67,6 +67,23 @@ class Budget(BaseModel):
     predicted_gain_rel_precision: float
 
 
+class NoiseCheckResult(BaseModel):
+    """Repeats of fixed patterns and of the dark frame: does any pixel vary (noise_check.py)?"""
+
+    model_config = ConfigDict(extra="forbid")
+    exposure_us: float
+    patterns: int
+    repeats: int
+    pixels: int
+    varying_fraction: float = Field(description="fraction of (pattern, pixel) values changing over repeats")
+    max_temporal_var_dn2: float
+    mean_signal_dn: float
+    dark_mean_dn: float
+    dark_spatial_std_dn: float
+    measurable: bool
+    note: str
+
+
 class DarkResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     exposures_us: list[float]
@@ -171,6 +188,8 @@ class CalibrationReport(BaseModel):
     wall_time_s: float = 0.0
     quantum_efficiency_assumed: float
     photons_per_mirror_us: Figure | None = None
+    noise_check: NoiseCheckResult | None = None
+    skipped_stages: dict[str, str] = Field(default_factory=dict, description="stage -> why it did not run")
     dark: DarkResult | None = None
     photon_transfer: PhotonTransferResult | None = None
     prnu: PRNUResult | None = None

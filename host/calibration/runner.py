@@ -17,6 +17,7 @@ from drivers import Device, DriverError
 from .dark import dark_in_electrons, run_dark
 from .errors import CalibrationError
 from .linear_snr import run_linear_snr
+from .noise_check import run_noise_check
 from .photon_transfer import run_photon_transfer
 from .plan import CalibrationPlan, make_plan
 from .plots import plot_report
@@ -27,6 +28,13 @@ from .session import Session
 from .stability import run_stability
 from .summary import budget_text
 from .twin import QE_ASSUMED, build_twin
+
+#: the stages that measure temporal noise (all after the probe and the noise check)
+NOISE_STAGES = ("dark", "photon_transfer", "prnu", "linear_snr", "stability")
+
+
+class _Noiseless(Exception):
+    """Internal: the noise check found nothing to measure; the report is complete without the stages."""
 
 
 class CalibrationAborted(CalibrationError):
@@ -42,6 +50,10 @@ def calibrate(device: Device, out_dir: str | Path, plan: CalibrationPlan | None 
               progress: bool = True, twin_seed: int = 12345, plots: bool = True,
               echo: Callable[[str], None] | None = print) -> CalibrationReport:
     """Calibrate ``device`` (open), write ``calibration.json``, plots and ``twin.json`` to ``out_dir``.
+
+    A device whose repeated frames are bit-identical (no temporal noise, e.g. ``lightonml:simulated``)
+    gets a complete report with ``noise_check.measurable = False``, the noise stages listed in
+    ``skipped_stages`` and no ``twin.json``.
 
     Returns the complete report. Raises :class:`CalibrationAborted` (with the partial report, which is
     also written) when the device fails or a measurement is impossible (no light, saturated).
@@ -81,6 +93,15 @@ def calibrate(device: Device, out_dir: str | Path, plan: CalibrationPlan | None 
     try:
         probe = run_probe(s)
         save("probe")
+        report.noise_check = run_noise_check(s, probe)
+        save("noise_check")
+        if not report.noise_check.measurable:
+            # a noiseless device: every later stage measures temporal variance; say so, invent nothing
+            why = "skipped: no measurable noise (see noise_check)"
+            report.skipped_stages = dict.fromkeys(NOISE_STAGES, why)
+            report.skipped_stages["stability"] = ("skipped with the noise stages: its decay fit is weighted "
+                                                  "by noise-derived standard errors, all zero here")
+            raise _Noiseless
         report.dark = run_dark(s)
         save("dark")
         report.photon_transfer, _ = run_photon_transfer(s, probe)
@@ -99,6 +120,8 @@ def calibrate(device: Device, out_dir: str | Path, plan: CalibrationPlan | None 
         save("linear_snr")
         report.stability = run_stability(s, probe)
         save("stability")
+    except _Noiseless:
+        pass
     except (DriverError, CalibrationError) as exc:
         kind = "device dropped out" if isinstance(exc, DriverError) else "measurement impossible"
         report.error = f"{type(exc).__name__}: {exc}"
@@ -120,8 +143,9 @@ def calibrate(device: Device, out_dir: str | Path, plan: CalibrationPlan | None 
     save(None)
     if plots:
         plot_report(report, out)
-    twin = build_twin(report, seed=twin_seed)
-    (out / "twin.json").write_text(twin.model_dump_json(indent=2))
+    if report.noise_check.measurable:
+        twin = build_twin(report, seed=twin_seed)
+        (out / "twin.json").write_text(twin.model_dump_json(indent=2))
     return report
 
 

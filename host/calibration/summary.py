@@ -27,6 +27,9 @@ def summary_text(r: CalibrationReport) -> str:
     s = r.settings
     lines.append(f"point   exposure {s['exposure_us']:g} us, {s['bit_depth']} bit, "
                  f"gain {s['analog_gain_db']:g} dB")
+    if r.noise_check is not None and not r.noise_check.measurable:
+        lines.append(f"noise   {r.noise_check.note}")
+        lines.append(f"        not run: {', '.join(r.skipped_stages)}; no twin.json")
     rows: list[tuple[str, object]] = []
     if r.dark:
         d = r.dark

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"opu calibrate: {exc}", file=sys.stderr)
         return 3
     print(summary_text(report))
+    if report.noise_check is not None and not report.noise_check.measurable:
+        print(f"wrote {out / 'calibration.json'} (no measurable noise: no twin.json)")
+        return 0
     print(f"wrote {out / 'calibration.json'}, plots and {out / 'twin.json'} "
           f"(use it as --device sim:{out / 'twin.json'})")
     return 0

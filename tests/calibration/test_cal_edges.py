@@ -57,7 +57,8 @@ def test_device_drops_out_mid_calibration(tmp_path):
     assert saved["complete"] is False
     assert "DeviceDisconnected" in saved["error"]
     # the stages finished before the drop are kept, with their figures
-    assert saved["stages_completed"][:2] == ["probe", "dark"]
+    assert saved["stages_completed"][:3] == ["probe", "noise_check", "dark"]
+    assert saved["noise_check"]["measurable"] is True
     assert saved["dark"]["black_level_dn"]["value"] == pytest.approx(8.0, abs=0.3)
     assert info.value.report.frames_used == dev.status().frames_total  # every frame taken is accounted
 

@@ -7,7 +7,7 @@ bit for bit across the two paths.
 from __future__ import annotations
 
 import pytest
-from drv_helpers import SETTINGS, new_controller, open_sim, open_visa
+from drv_helpers import SETTINGS, new_controller, open_lightonml, open_sim, open_visa
 
 import drivers
 import opu
@@ -21,11 +21,14 @@ def server():
         yield srv
 
 
-@pytest.fixture(params=["sim", "visa", "uri"])
+@pytest.fixture(params=["sim", "visa", "lightonml", "uri"])
 def device(request):
-    """The conformance suite's device: in-process, over VISA to the emulator, or --device-uri."""
+    """The conformance suite's device: in-process, over VISA to the emulator, lightonml's own
+    simulator through the lightonml backend (``lightonml:simulated``), or --device-uri."""
     if request.param == "sim":
         dev = open_sim()
+    elif request.param == "lightonml":
+        dev = open_lightonml()
     elif request.param == "visa":
         srv = request.getfixturevalue("server")
         dev = open_visa(srv.resource)
@@ -33,8 +36,11 @@ def device(request):
         uri = request.config.getoption("--device-uri")
         if not uri:
             pytest.skip("no --device-uri given")
-        dev = drivers.connect(uri)
-        dev.configure(**SETTINGS, camera_roi=opu.centred_roi(256).model_dump())
+        if uri.startswith("lightonml"):
+            dev = open_lightonml(uri)
+        else:
+            dev = drivers.connect(uri)
+            dev.configure(**SETTINGS, camera_roi=opu.centred_roi(256).model_dump())
     yield dev
     dev.close()
 

@@ -47,5 +47,30 @@ def require_sim(dev: drivers.Device) -> None:
         pytest.skip("needs the SIM: subsystem (simulated device)")
 
 
+#: the conformance suite's lightonml device: lightonml's own simulator behind drivers.connect
+LIGHTONML_URI = "lightonml:simulated"
+
+
+def open_lightonml(uri: str = LIGHTONML_URI) -> drivers.Device:
+    """A lightonml device configured like the other devices, except the macro-pixel: lightonml
+    cannot set one (its simulator maps one feature to one matrix row), so it keeps 1."""
+    dev = drivers.connect(uri, n_components=256)
+    dev.configure(**{k: v for k, v in SETTINGS.items() if k != "macro_pixel_mirrors"},
+                  camera_roi=opu.centred_roi(256).model_dump())
+    return dev
+
+
+def is_lightonml(dev: drivers.Device) -> bool:
+    from drivers.lightonml_device import LightonmlDevice
+
+    return isinstance(dev, LightonmlDevice)
+
+
+def lightonml_limitation(dev: drivers.Device, why: str) -> None:
+    """Skip a conformance test on the lightonml backend, naming the lightonml limitation."""
+    if is_lightonml(dev):
+        pytest.skip(f"lightonml limitation: {why}")
+
+
 def random_patterns(b: int, n: int = N_FEATURES, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 2, size=(b, n), dtype=np.uint8)
