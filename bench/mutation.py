@@ -1,0 +1,209 @@
+"""Mutation testing of the modules whose mistakes would silently corrupt results (``make mutation``).
+
+Runs mutmut (docs/testing.md says why mutmut) once per target module, one module at a time, in a
+scratch copy of the repository under ``build/mutation/<module>/``:
+
+* only that module is mutated (mutmut ``only_mutate``); mutmut runs, for each mutant, only the tests
+  that called the mutated function in its statistics pass (its own per-function test selection),
+  drawn from a short, fast list of test files per module (:data:`TARGETS`);
+* functions under a decorator (the jitted camera and medium kernels, properties) are invisible to
+  mutmut 3, which skips decorated functions. In the scratch copy, and only there, each such
+  ``@dec def f`` is rewritten to ``def f`` followed by ``f = dec(f)`` - the same object at run time -
+  so that mutmut mutates their bodies too;
+* a jitted function is traced once per process, so mutmut's statistics pass would credit only the
+  first test that traced it. With ``MUTANT_UNDER_TEST=stats`` tests/conftest.py clears JAX's caches
+  before each test: every test that runs a kernel is recorded as covering it.
+
+Scores: ``score_<module> = killed / (total - equivalent)``, with the equivalent mutants listed (with
+a one-line reason each) in ``docs/testing.md``'s table, written to ``bench/results/mutation.json``.
+Timeouts count as killed (the mutant made the tests hang); "no tests" mutants count as survivors.
+
+    python bench/mutation.py                      # every module, smallest first
+    python bench/mutation.py --module encoding    # one module
+    python bench/mutation.py --report             # recompute the scores from the finished runs
+
+Not part of ``make test`` or CI: it takes tens of minutes per module on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+RESULTS = ROOT / "bench" / "results" / "mutation.json"
+TESTING_DOC = ROOT / "docs" / "testing.md"
+PACKAGES = ("opu", "host", "drivers", "firmware_models")
+
+#: module key -> (path, fast test files whose tests may cover it), smallest module first
+TARGETS: dict[str, tuple[str, list[str]]] = {
+    "encoding": ("opu/encoding.py", ["tests/physics/test_phys_inputs.py",
+                                     "tests/physics/test_phys_linear.py"]),
+    "feedback": ("host/train/feedback.py", ["tests/train/test_trn_feedback.py"]),
+    "medium": ("opu/medium.py", ["tests/physics/test_phys_medium.py", "tests/physics/test_phys_rng.py"]),
+    "camera": ("opu/camera.py", ["tests/physics/test_phys_fixed_pattern.py",
+                                 "tests/physics/test_phys_camera.py"]),
+    "linear": ("opu/linear.py", ["tests/physics/test_phys_linear.py",
+                                 "tests/physics/test_phys_projection_scale.py"]),
+    "calibration": ("host/calibration", ["tests/calibration/test_cal_edges.py",
+                                         "tests/calibration/test_cal_roundtrip.py"]),
+}
+
+
+def undecorate(source: str) -> str:
+    """Rewrite every decorated function ``@d1 @d2 def f`` as ``def f`` + ``f = d1(d2(f))``.
+
+    Equivalent at run time (decorators apply bottom-up to the defined function); staticmethod and
+    classmethod are left alone (mutmut handles them)."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    edits: list[tuple[int, int, int, str]] = []  # (first decorator line, def line, end line, assignment)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or not node.decorator_list:
+            continue
+        names = [ast.get_source_segment(source, d) for d in node.decorator_list]
+        if names in (["staticmethod"], ["classmethod"]):
+            continue
+        expr = node.name
+        for d in reversed(names):
+            expr = f"{d}({expr})"
+        indent = re.match(r"\s*", lines[node.lineno - 1]).group(0)
+        first = min(d.lineno for d in node.decorator_list)
+        edits.append((first, node.lineno, node.end_lineno, f"{indent}{node.name} = {expr}\n"))
+    for first, def_line, end, assign in sorted(edits, reverse=True):
+        lines.insert(end, assign)
+        del lines[first - 1 : def_line - 1]
+    return "".join(lines)
+
+
+def _scratch(key: str) -> Path:
+    path, tests = TARGETS[key]
+    work = WORK / key
+    if work.exists():
+        # keep mutmut's cache (mutants/) so that an interrupted run continues; refresh the sources
+        for name in (*PACKAGES, "tests"):
+            shutil.rmtree(work / name, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in (*PACKAGES, "tests"):
+        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    targets = sorted((work / path).rglob("*.py")) if (work / path).is_dir() else [work / path]
+    for f in targets:
+        f.write_text(undecorate(f.read_text()))
+    package = path.split("/")[0]
+    others = [p for p in PACKAGES if p != package]
+    only = f"{path}/*.py" if (ROOT / path).is_dir() else path
+    config = (ROOT / "pyproject.toml").read_text()
+    config = config.split("\n[tool.mutmut]")[0]
+    config += f"""
+[tool.mutmut]
+source_paths = ["{package}"]
+only_mutate = ["{only}"]
+also_copy = {json.dumps(others)}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+pytest_add_cli_args_test_selection = {json.dumps(tests)}
+process_isolation = "forkserver"
+forkserver_warmup = "none"
+timeout_multiplier = 8.0
+timeout_constant = 60.0
+use_git_change_detection = false
+"""
+    (work / "pyproject.toml").write_text(config)
+    return work
+
+
+def run_module(key: str, max_children: int) -> None:
+    work = _scratch(key)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    t0 = time.time()
+    print(f"[mutation] {key}: mutmut run in {work}", flush=True)
+    subprocess.run([str(mutmut), "run", "--max-children", str(max_children)], cwd=work, env=env, check=False)
+    print(f"[mutation] {key}: {time.time() - t0:.0f} s", flush=True)
+
+
+def _statuses(key: str) -> dict[str, str]:
+    """mutant name -> status from mutmut's result files of module ``key`` (empty if never run)."""
+    work = WORK / key
+    out: dict[str, str] = {}
+    for meta in (work / "mutants").rglob("*.meta") if (work / "mutants").is_dir() else []:
+        data = json.loads(meta.read_text())
+        for name, code in data.get("exit_code_by_key", {}).items():
+            out[name] = _status(code)
+    return out
+
+
+#: mutmut 3's exit-code table (mutmut.stats.status_by_exit_code), copied so that reading the
+#: results needs no mutmut configuration; anything else is "suspicious"
+_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 2: "interrupted", None: "not checked",
+           33: "no tests", 34: "skipped", 35: "suspicious", 36: "timeout", 37: "caught by type check",
+           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}
+#: statuses that count as killed: a test failed, the tests hung, or the test process crashed
+KILLED = ("killed", "timeout", "segfault", "caught by type check")
+
+
+def _status(code: int | None) -> str:
+    return _STATUS.get(code, "suspicious")
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """mutant name -> reason, from the table in docs/testing.md (rows ``| `name` | reason |``)."""
+    if not TESTING_DOC.is_file():
+        return {}
+    rows = re.findall(r"^\|\s*`([^`]+__mutmut_\d+)`\s*\|\s*(.+?)\s*\|\s*$", TESTING_DOC.read_text(), re.M)
+    return dict(rows)
+
+
+def report() -> dict:
+    eq = equivalent_mutants()
+    out: dict = {"tool": "mutmut", "definition": "score = killed / (total - equivalent); timeouts count as "
+                 "killed; 'no tests' and 'not checked' count against the score"}
+    for key in TARGETS:
+        st = _statuses(key)
+        if not st:
+            out[f"status_{key}"] = "not run"
+            continue
+        total = len(st)
+        killed = sum(s in KILLED for s in st.values())
+        equivalent = sorted(n for n, s in st.items() if n in eq and s not in KILLED)
+        survived = sorted(n for n, s in st.items() if s not in KILLED and n not in eq)
+        checked = sum(s not in ("not checked", "interrupted") for s in st.values())
+        denom = total - len(equivalent)
+        out[f"score_{key}"] = round(killed / denom, 4) if denom else None
+        out[f"counts_{key}"] = {"total": total, "checked": checked, "killed": killed,
+                                "equivalent": len(equivalent), "surviving": len(survived)}
+        out[f"status_{key}"] = "complete" if checked == total else f"partial: {checked} of {total} checked"
+        out[f"surviving_{key}"] = survived
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--module", choices=list(TARGETS), action="append",
+                    help="run only this module (repeatable); default: all, smallest first")
+    ap.add_argument("--max-children", type=int, default=2, help="parallel mutant workers (default 2)")
+    ap.add_argument("--report", action="store_true", help="only recompute the scores from finished runs")
+    args = ap.parse_args(argv)
+    if not args.report:
+        for key in args.module or list(TARGETS):
+            run_module(key, args.max_children)
+    res = report()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    for k, v in res.items():
+        if k.startswith(("score_", "status_")):
+            print(f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
