@@ -55,15 +55,29 @@ def _still_serving(resource: str) -> None:
         ref.close()
 
 
-def test_dropped_connection_mid_block(server, dev, fast_io):
-    dev.acquire(random_patterns(100))
-    dev.inject_fault("DROP")
-    # the socket wire counts the bytes it got; pyvisa reports the lost connection in its words
-    with pytest.raises(DeviceDisconnected, match="closed the connection after" if fast_io else "connection"):
+def test_dropped_connection_mid_block(server, fast_io):
+    open_sim().acquire(random_patterns(100))  # compile the camera kernel first: the emulator shares it
+    dev = open_visa(server.resource, timeout_s=3.0, fast_io=fast_io)
+    try:
         dev.acquire(random_patterns(100))
-    assert not dev.is_open  # our side was closed cleanly
-    with pytest.raises(drivers.DriverError, match="not open"):
-        dev.status()
+        dev.inject_fault("DROP")
+        if fast_io:
+            # the socket wire sees the peer's close and counts the bytes it got
+            with pytest.raises(DeviceDisconnected, match="closed the connection after"):
+                dev.acquire(random_patterns(100))
+            assert not dev.is_open  # our side was closed cleanly
+            with pytest.raises(drivers.DriverError, match="not open"):
+                dev.status()
+        else:
+            # pyvisa-py's message-based read does not notice the peer's close: it waits out the
+            # timeout (twice: the fetch is idempotent, so it is retried). Still a typed error after
+            # a bounded wait, never a wrong array (docs/drivers.md, "VisaWire")
+            t = time.monotonic()
+            with pytest.raises(DeviceTimeout):
+                dev.acquire(random_patterns(100))
+            assert time.monotonic() - t < 2 * 3.0 + 10.0
+    finally:
+        dev.close()
     _still_serving(server.resource)
 
 

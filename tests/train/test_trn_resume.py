@@ -103,7 +103,12 @@ def test_hardware_resume_does_not_touch_the_clock(uninterrupted, tmp_path):
     assert [r["epoch"] for r in res.metrics] == [1, 2, 3]
     # the device's own counter was left where it was: only this session's frames
     assert fresh.status().frames_total == fresh.frames_acquired < full.metrics[-1]["frames_total"]
-    assert res.metrics[-1]["test_accuracy"] > 0.5  # and training continued from the checkpoint
+    # training continued from the checkpoint (not from scratch): the loss keeps falling from epoch 1's
+    # and follows the uninterrupted run's, up to the different frame noise of the feedback
+    losses = [r["train_loss"] for r in res.metrics]
+    assert losses[2] < losses[1] < losses[0]
+    assert losses[0] == full.metrics[0]["train_loss"]  # epoch 1: same device seed, same frames
+    assert losses[2] == pytest.approx(full.metrics[2]["train_loss"], rel=0.05)
 
 
 def test_simulated_resume_restores_the_clock_once(tmp_path):
