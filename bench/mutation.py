@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -46,7 +48,8 @@ PACKAGES = ("opu", "host", "drivers", "firmware_models")
 
 #: module key -> (path, fast test files whose tests may cover it), smallest module first
 TARGETS: dict[str, tuple[str, list[str]]] = {
-    "encoding": ("opu/encoding.py", ["tests/physics/test_phys_encoding.py", "tests/physics/test_phys_inputs.py"]),
+    "encoding": ("opu/encoding.py", ["tests/physics/test_phys_encoding.py",
+                                     "tests/physics/test_phys_inputs.py"]),
     "feedback": ("host/train/feedback.py", ["tests/train/test_trn_feedback.py"]),  # no device, no training
     "medium": ("opu/medium.py", ["tests/physics/test_phys_medium.py", "tests/physics/test_phys_rng.py"]),
     "camera": ("opu/camera.py", ["tests/physics/test_phys_fixed_pattern.py",
@@ -119,16 +122,36 @@ use_git_change_detection = false
     return work
 
 
-def run_module(key: str, max_children: int) -> None:
-    work = _scratch(key)
+def _env() -> dict[str, str]:
     # a persistent compilation cache: each mutant runs in a fresh worker, which would otherwise
     # recompile every (unchanged) kernel its tests use
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1",
-           "JAX_COMPILATION_CACHE_DIR": str(WORK / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    mutmut = Path(sys.executable).with_name("mutmut")
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONDONTWRITEBYTECODE": "1",
+            "JAX_COMPILATION_CACHE_DIR": str(WORK / "jax_cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def run_module(key: str, max_children: int, sample: int | None = None, seed: int = 0) -> None:
+    """mutmut over module ``key``: every mutant, or (``sample``) a random sample of them."""
+    work = _scratch(key)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
     t0 = time.time()
+    names: list[str] = []
+    if sample is not None:
+        # generate the mutants and the statistics only (a filter that matches nothing stops mutmut
+        # right after them), then draw the sample among the mutants not checked yet
+        subprocess.run([mutmut, "run", "--max-children", str(max_children), "no-such-mutant"], cwd=work,
+                       env=_env(), check=False, capture_output=True)
+        st = _statuses(key)
+        todo = sorted(n for n, v in st.items() if v == "not checked")
+        done = len(st) - len(todo)
+        names = random.Random(seed).sample(todo, max(0, min(len(todo), sample - done)))
+        print(f"[mutation] {key}: {len(st)} mutants, {done} checked before, sampling {len(names)}",
+              flush=True)
+        if not names:
+            return
     print(f"[mutation] {key}: mutmut run in {work}", flush=True)
-    subprocess.run([str(mutmut), "run", "--max-children", str(max_children)], cwd=work, env=env, check=False)
+    subprocess.run([mutmut, "run", "--max-children", str(max_children), *names], cwd=work, env=_env(),
+                   check=False)
     print(f"[mutation] {key}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -176,13 +199,22 @@ def report() -> dict:
         total = len(st)
         killed = sum(s in KILLED for s in st.values())
         equivalent = sorted(n for n, s in st.items() if n in eq and s not in KILLED)
-        survived = sorted(n for n, s in st.items() if s not in KILLED and n not in eq)
+        survived = sorted(n for n, s in st.items() if s not in (*KILLED, "not checked", "interrupted")
+                          and n not in eq)
         checked = sum(s not in ("not checked", "interrupted") for s in st.values())
-        denom = total - len(equivalent)
-        out[f"score_{key}"] = round(killed / denom, 4) if denom else None
+        complete = checked == total
+        # a partial run (stopped, or a random sample) gives an estimate over the checked mutants
+        base = total if complete else checked
+        eq_checked = len([n for n in equivalent if st[n] not in ("not checked", "interrupted")])
+        denom = base - (len(equivalent) if complete else eq_checked)
+        score = killed / denom if denom else None
+        out[f"score_{key}"] = round(score, 4) if score is not None else None
+        if not complete and denom:
+            out[f"score_{key}_se"] = round(math.sqrt(score * (1 - score) / denom), 4)
         out[f"counts_{key}"] = {"total": total, "checked": checked, "killed": killed,
                                 "equivalent": len(equivalent), "surviving": len(survived)}
-        out[f"status_{key}"] = "complete" if checked == total else f"partial: {checked} of {total} checked"
+        out[f"status_{key}"] = ("complete" if complete else
+                                f"partial: {checked} of {total} mutants checked; score estimated over them")
         out[f"surviving_{key}"] = survived
     return out
 
@@ -193,10 +225,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only this module (repeatable); default: all, smallest first")
     ap.add_argument("--max-children", type=int, default=2, help="parallel mutant workers (default 2)")
     ap.add_argument("--report", action="store_true", help="only recompute the scores from finished runs")
+    ap.add_argument("--sample", type=int, default=None, metavar="N",
+                    help="check a random sample of N mutants per module (an estimate; for short runs)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
     args = ap.parse_args(argv)
     if not args.report:
         for key in args.module or list(TARGETS):
-            run_module(key, args.max_children)
+            run_module(key, args.max_children, args.sample, args.seed)
     res = report()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")

@@ -29,7 +29,8 @@ def test_bool_input_is_accepted_and_single_vectors_stay_single():
     pos, neg = ternarize(np.array([True, False, True]), 0.5)
     assert pos.shape == (3,) and pos.tolist() == [True, False, True] and not neg.any()
     assert threshold_encode(np.array([0.2, 0.8]), 0.5).tolist() == [False, True]
-    assert thermometer_encode(np.array([0.5, 1.5]), np.array([0.0, 1.0])).tolist() == [True, False, True, True]
+    single = thermometer_encode(np.array([0.5, 1.5]), np.array([0.0, 1.0]))
+    assert single.tolist() == [True, False, True, True]
     assert thermometer_encode(np.array([[0.5]]), np.array([0.0, 1.0])).shape == (1, 2)
 
 
@@ -78,7 +79,7 @@ def test_bit_planes_zero_sample_and_precision_limits():
     assert BitPlanes.encode(np.ones((1, 2)), 16).planes.shape == (2, 16, 1, 2)
     assert BitPlanes.encode(np.ones((1, 2)), np.int64(1)).precision == 1
     for bad in (0, 17, 2.0, "8"):
-        with pytest.raises(opu.OPUError, match="precision must be an integer in 1..16"):
+        with pytest.raises(opu.OPUError, match=r"precision must be an integer in 1\.\.16"):
             BitPlanes.encode(np.ones((1, 2)), bad)
 
 
@@ -106,3 +107,28 @@ def test_threshold_encode_per_feature_and_thermometer_checks():
     out = thermometer_encode(x, np.array([[0.2], [0.6]]))  # any shape, flattened
     assert out.shape == (2, 6)
     assert out[1].tolist() == [True, True, False, False, True, False]
+
+
+def test_error_messages_name_the_argument():
+    with pytest.raises(opu.OPUError, match=r"^x must be a real numeric array"):
+        BitPlanes.encode(np.array([["a"]]))
+    with pytest.raises(opu.OPUError, match=r"^x contains NaN"):
+        BitPlanes.encode(np.array([[np.nan]]))
+    with pytest.raises(opu.ShapeError, match=r"^x must be \(n,\)"):
+        BitPlanes.encode(np.zeros((1, 1, 1)))
+    with pytest.raises(opu.OPUError, match=r"^e must be a real numeric array"):
+        ternarize(np.array([["a"]]), 0.1)
+    with pytest.raises(opu.OPUError, match=r"^x must be a real numeric array"):
+        threshold_encode(np.array([["a"]]))
+    with pytest.raises(opu.OPUError, match=r"^x must be a real numeric array"):
+        thermometer_encode(np.array([["a"]]), np.array([0.0]))
+
+
+def test_bit_planes_default_precision_and_small_scales():
+    assert BitPlanes.encode(np.ones((1, 2))).precision == 8  # documented default
+    # a sample whose max |x| is below 1 keeps its own scale (full resolution of the planes)
+    bp = BitPlanes.encode(np.array([[0.5, -0.25, 0.0]]), 2)  # levels 3: q = [3, 1.5 -> 2, 0]
+    assert bp.scale.tolist() == [0.5]
+    assert bp.planes[0, :, 0].astype(int).tolist() == [[1, 0, 0], [1, 0, 0]]
+    assert bp.planes[1, :, 0].astype(int).tolist() == [[0, 1, 0], [0, 0, 0]]
+    np.testing.assert_allclose(bp.reconstruct(), [[0.5, -0.5 * 2 / 3, 0.0]])

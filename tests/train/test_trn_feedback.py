@@ -10,11 +10,14 @@ covers on the simulated device.
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import numpy as np
 import pytest
+from flaky_device import FlakySimDevice
 
+import opu
 from host.train.feedback import (
     DigitalFeedback,
     FeedbackConfig,
@@ -154,3 +157,58 @@ def test_digital_feedback_is_a_fixed_gaussian_projection():
     fb.begin_epoch()  # nothing changes between epochs
     np.testing.assert_allclose(np.asarray(fb.project(e)), e @ a.T, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(fb.matrix), a.astype(np.float32))
+
+
+class _WarningDevice(_ExactLinearDevice):
+    """Emits a saturation warning and one other warning from each projection; records recalibrations."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        super().__init__(a)
+        self.projector_calls: list[tuple] = []
+
+    def linear_transform(self, x, scheme, precision, share_repeats=False):
+        warnings.warn("frames at the ADC maximum", opu.SaturationWarning, stacklevel=2)
+        warnings.warn("something else", RuntimeWarning, stacklevel=2)
+        return super().linear_transform(x, scheme, precision, share_repeats)
+
+    def projector(self, n_features, scheme, precision):
+        self.projector_calls.append((n_features, scheme, precision))
+        return self
+
+    def recalibrate(self):
+        self.projector_calls.append("recalibrate")
+
+
+def test_saturation_warnings_are_counted_and_others_passed_on():
+    dev = _WarningDevice(np.random.default_rng(3).normal(size=(M, C)))
+    fb = OpticalFeedback(dev, M, C, FeedbackConfig(precision=4, scheme="complement"))
+    with pytest.warns(RuntimeWarning, match="something else"):
+        fb.project(_errors(3, seed=9), np.random.default_rng(1))
+    with pytest.warns(RuntimeWarning):
+        fb.project(_errors(3, seed=9), np.random.default_rng(2))
+    assert fb.saturation_warnings == 2
+    fb.begin_epoch()  # re-measures the dark and reference frames of the projector in use
+    assert dev.projector_calls == [(C, "complement", 4), "recalibrate"]
+
+
+def test_setup_configures_roi_and_features_or_applies_stored_settings():
+    with FlakySimDevice(opu.realistic(seed=1)) as dev:
+        fb = OpticalFeedback(dev, M, C, FeedbackConfig(exposure_target_frac=None))
+        settings = fb.setup()
+        roi = opu.centred_roi(M)
+        assert dev.n_outputs == M and dev.settings.n_features == C + C  # data + anchor features
+        assert dev.settings.camera_roi.model_dump() == roi.model_dump()
+        assert settings == dev.settings.model_dump(mode="json") and fb.exposure is None
+        assert dev.frames_acquired == 0  # no auto-exposure asked: nothing acquired
+    with FlakySimDevice(opu.realistic(seed=1)) as dev:
+        stored = {**settings, "exposure_us": 123.0}
+        fb = OpticalFeedback(dev, M, C, FeedbackConfig())  # auto-exposure would run without settings
+        assert fb.setup(stored) == {**settings, "exposure_us": 123.0}
+        assert dev.frames_acquired == 0 and fb.exposure is None
+        with pytest.raises(ValueError, match=f"device gives {M} outputs, the network needs {M + 1}"):
+            OpticalFeedback(dev, M + 1, C, FeedbackConfig()).setup(stored)
+    with FlakySimDevice(opu.realistic(seed=1)) as dev:
+        fb = OpticalFeedback(dev, M, C, FeedbackConfig(scheme="complement", exposure_target_frac=0.5))
+        fb.setup()
+        assert dev.settings.n_features == C  # complement: no spare mirrors
+        assert fb.exposure is not None and fb.exposure.converged and dev.frames_acquired > 0
