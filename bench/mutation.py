@@ -130,13 +130,20 @@ def _env() -> dict[str, str]:
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 
-def run_module(key: str, max_children: int, sample: int | None = None, seed: int = 0) -> None:
-    """mutmut over module ``key``: every mutant, or (``sample``) a random sample of them."""
+def run_module(key: str, max_children: int, sample: int | None = None, seed: int = 0,
+               rerun_survivors: bool = False) -> None:
+    """mutmut over module ``key``: every mutant, or (``sample``) a random sample of them, or
+    (``rerun_survivors``) the survivors of earlier runs again, after new tests were written."""
     work = _scratch(key)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     t0 = time.time()
     names: list[str] = []
-    if sample is not None:
+    if rerun_survivors:
+        names = sorted(n for n, v in _statuses(key).items() if v in ("survived", "no tests", "suspicious"))
+        print(f"[mutation] {key}: re-checking {len(names)} survivors", flush=True)
+        if not names:
+            return
+    elif sample is not None:
         # generate the mutants and the statistics only (a filter that matches nothing stops mutmut
         # right after them), then draw the sample among the mutants not checked yet
         subprocess.run([mutmut, "run", "--max-children", str(max_children), "no-such-mutant"], cwd=work,
@@ -228,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, default=None, metavar="N",
                     help="check a random sample of N mutants per module (an estimate; for short runs)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    ap.add_argument("--rerun-survivors", action="store_true",
+                    help="re-check the surviving mutants (after writing tests that should kill them)")
     args = ap.parse_args(argv)
     if not args.report:
         for key in args.module or list(TARGETS):
-            run_module(key, args.max_children, args.sample, args.seed)
+            run_module(key, args.max_children, args.sample, args.seed, args.rerun_survivors)
     res = report()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")

@@ -132,3 +132,16 @@ def test_bit_planes_default_precision_and_small_scales():
     assert bp.planes[0, :, 0].astype(int).tolist() == [[1, 0, 0], [1, 0, 0]]
     assert bp.planes[1, :, 0].astype(int).tolist() == [[0, 1, 0], [0, 0, 0]]
     np.testing.assert_allclose(bp.reconstruct(), [[0.5, -0.5 * 2 / 3, 0.0]])
+
+
+def test_integer_inputs_and_thresholds_at_the_boundary():
+    # integer arrays are real numeric input like floats
+    pos, neg = ternarize(np.array([[2, -3, 0, 1]]), 1)
+    assert pos.tolist() == [[True, False, False, False]] and neg.tolist() == [[False, True, False, False]]
+    assert BitPlanes.encode(np.array([[3, -1]]), 2).scale.tolist() == [3.0]
+    assert threshold_encode(np.array([[1, 2]]), 1).tolist() == [[False, True]]
+    # a value equal to a thermometer threshold is not above it
+    at = thermometer_encode(np.array([[0.5, 1.0]]), np.array([0.5, 1.0]))
+    assert at.tolist() == [[False, False, True, False]]
+    with pytest.raises(opu.OPUError, match=r"^thresholds must be a non-empty strictly increasing array$"):
+        thermometer_encode(np.array([[0.5]]), np.array([1.0, 0.0]))
