@@ -212,3 +212,22 @@ def test_setup_configures_roi_and_features_or_applies_stored_settings():
         fb.setup()
         assert dev.settings.n_features == C  # complement: no spare mirrors
         assert fb.exposure is not None and fb.exposure.converged and dev.frames_acquired > 0
+
+
+def test_stochastic_draws_are_independent_per_entry_and_float64():
+    """One uniform per entry: a less likely entry is sometimes kept while a likelier one is dropped
+    (a shared uniform would make the kept sets nested); the result is float64 whatever e's dtype."""
+    e = np.array([[0.2, -0.5, 0.9, -1.0]], dtype=np.float32)
+    rng = np.random.default_rng(4)
+    crossed = 0
+    for _ in range(200):
+        et, s = ternary_error(e, FeedbackConfig(), rng)
+        assert et.dtype == np.float64 and s.dtype == np.float64
+        crossed += bool(et[0, 0] != 0 and et[0, 1] == 0)  # p = 0.2 kept, p = 0.5 dropped
+    # expected 200 x 0.2 x 0.5 = 20 such draws; a shared uniform gives none
+    assert crossed > 5
+    et, _ = ternary_error(e, FeedbackConfig(threshold_mode="fixed"))
+    assert et.dtype == np.float64
+    message = r"^stochastic ternarization needs an explicit numpy Generator \(rng=\.\.\.\)$"
+    with pytest.raises(ValueError, match=message):
+        ternary_error(e, FeedbackConfig())
