@@ -231,3 +231,13 @@ def test_stochastic_draws_are_independent_per_entry_and_float64():
     message = r"^stochastic ternarization needs an explicit numpy Generator \(rng=\.\.\.\)$"
     with pytest.raises(ValueError, match=message):
         ternary_error(e, FeedbackConfig())
+
+
+def test_norm_rescale_is_zero_when_nothing_survives_the_threshold():
+    """An error entirely below the threshold ternarizes to 0; its scale must be 0, not
+    ||e|| / 1e-30 (which would multiply the measurement noise of an all-zero projection by 1e28)."""
+    e = np.array([[0.05, -0.02, 0.0], [0.5, 0.0, -0.2]])
+    et, scale = ternary_error(e, FeedbackConfig(threshold_mode="fixed", threshold=0.1))
+    assert not et[0].any()
+    assert scale[0] == 0.0
+    assert scale[1] == pytest.approx(np.linalg.norm(e[1]) / math.sqrt(2))
