@@ -208,10 +208,11 @@ def test_setup_configures_roi_and_features_or_applies_stored_settings():
         with pytest.raises(ValueError, match=f"device gives {M} outputs, the network needs {M + 1}"):
             OpticalFeedback(dev, M + 1, C, FeedbackConfig()).setup(stored)
     with FlakySimDevice(opu.realistic(seed=1)) as dev:
-        fb = OpticalFeedback(dev, M, C, FeedbackConfig(scheme="complement", exposure_target_frac=0.5))
+        fb = OpticalFeedback(dev, M, C, FeedbackConfig(scheme="complement", exposure_target_frac=0.3))
         fb.setup()
         assert dev.settings.n_features == C  # complement: no spare mirrors
         assert fb.exposure is not None and fb.exposure.converged and dev.frames_acquired > 0
+        assert fb.exposure.p999_frac == pytest.approx(0.3, abs=0.06)  # the configured target, not 0.6
 
 
 def test_stochastic_draws_are_independent_per_entry_and_float64():
