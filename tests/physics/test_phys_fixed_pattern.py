@@ -10,6 +10,7 @@ A camera that ignored its PRNU or DSNU map fails by tens of standard errors.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import opu
 
@@ -104,3 +105,30 @@ def test_laser_factor_is_common_and_scales_the_gain_map():
     bright = intensity > 0.2 * intensity.mean()
     np.testing.assert_allclose(ratio[bright], (laser[:, None] * sim.camera.prnu[None, :])[bright], rtol=1e-4)
     assert abs(laser.std(ddof=1) / s_l - 1) < 5 / np.sqrt(2 * (N_FRAMES - 1))
+
+
+def _flat_sim(**camera) -> opu.Simulator:
+    """No PRNU/DSNU, 12-bit: temporal noise sources one at a time."""
+    cam = {"exposure_us": 400.0, "frame_time_us": 500.0, "quantum_efficiency": QE,
+           "dark_current_e_per_s": 0.0, "full_well_e": 1e6, "gain_dn_per_e": K, "black_level_dn": BLACK,
+           "bit_depth": 12}
+    cam.update(camera)
+    cfg = opu.ideal(seed=24, n_outputs=1024).replace(camera=cam, laser={"photons_per_mirror_us": 0.4})
+    return opu.Simulator(cfg, n_features=N_FEATURES)
+
+
+@pytest.mark.parametrize("shot, read_e", [(False, READ_E), (True, 0.0)])
+def test_each_noise_source_alone_has_its_variance(shot, read_e):
+    """Read noise without shot noise, and shot noise without read noise (bright pixels, Gaussian
+    path): the temporal variance of each pixel is K^2 (read^2 + mu) + 1/12, mu its mean electrons."""
+    sim = _flat_sim(shot_noise=shot, read_noise_e=read_e)
+    x = np.zeros((N_FRAMES, N_FEATURES), bool)
+    x[:, :N_LIT] = True  # one pattern repeated: the same speckle, only temporal noise varies
+    frames = sim.acquire(x).astype(np.float64)
+    mu_e = QE * sim.photons_per_unit_intensity * sim.intensity(x[:1])[0].astype(np.float64)
+    ok = (mu_e > 200) & (frames.max(axis=0) < 4095)  # bright: far above the exact-Poisson range
+    predicted = K**2 * (read_e**2 + (mu_e if shot else np.zeros_like(mu_e))) + 1 / 12
+    ratio = frames.var(axis=0, ddof=1)[ok] / predicted[ok]
+    se = np.sqrt(2 / (N_FRAMES - 1)) / np.sqrt(ok.sum())
+    assert ok.sum() > 300
+    assert abs(ratio.mean() - 1) < 5 * se + 0.02
