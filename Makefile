@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LIGHTONML_STAMP := $(VENV)/.lightonml
 
-.PHONY: demo test bench lint clean venv
+.PHONY: demo test bench lint clean venv mutation
 
 venv: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: $(STAMP) $(LIGHTONML_STAMP)
 		echo "skipped installing dataset-fashion-mnist (needs root and apt): bench/dfa.py will say what it skips"; \
 	fi
 	$(PY) bench/run_all.py
+
+# Mutation testing (docs/testing.md): not part of `make test` or CI; tens of minutes per module.
+mutation: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	nice -n 10 $(PY) bench/mutation.py $(MUTATION_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

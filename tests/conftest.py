@@ -4,6 +4,7 @@
 resource string of real hardware, or a ``sim...`` URI; without it those tests are skipped.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,3 +27,17 @@ def pytest_addoption(parser):
         metavar="URI",
         help="run tests/drivers conformance tests against this device (drivers.connect URI)",
     )
+
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    import pytest
+
+    @pytest.fixture(autouse=True)
+    def _retrace_jitted_functions_for_mutmut():
+        """mutmut's statistics pass (bench/mutation.py) records which tests call each function; a
+        jitted function runs its Python body only when traced, once per process. Clearing JAX's
+        caches before each test makes every test that uses a kernel trace it, and be recorded."""
+        import jax
+
+        jax.clear_caches()
+        yield

@@ -11,7 +11,7 @@ import opu
 from host.calibration import calibrate, make_plan
 from host.calibration.reference_devices import GRID, grid_config, true_saturation_e
 
-__all__ = ["GRID", "grid_config", "run_calibration", "true_saturation_e"]
+__all__ = ["GRID", "assert_consistent", "grid_config", "run_calibration", "true_saturation_e"]
 
 
 def run_calibration(cfg: opu.OPUConfig, tmp, max_wait_s: float):
@@ -26,3 +26,18 @@ def run_calibration(cfg: opu.OPUConfig, tmp, max_wait_s: float):
             plots=False,
             echo=None,
         )
+
+
+def assert_consistent(figure, truth: float, n_se: float = 4.0, rel: float = 0.0, what: str = "") -> None:
+    """``figure`` agrees with the configured ``truth`` within its stated bounds: an upper (lower)
+    bound at or above (below) the truth, a value within ``n_se`` of its standard errors (+ ``rel``
+    of the truth for effects the standard error leaves out, named where used)."""
+    assert figure is not None and figure.value is not None, what
+    if figure.bound == "upper":
+        assert truth <= figure.value, (what, figure, truth)
+    elif figure.bound == "lower":
+        assert truth >= figure.value, (what, figure, truth)
+    else:
+        assert figure.uncertainty is not None and figure.uncertainty > 0, (what, figure)
+        limit = n_se * figure.uncertainty + rel * abs(truth)
+        assert abs(figure.value - truth) <= limit, (what, figure, truth)

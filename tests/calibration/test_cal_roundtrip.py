@@ -8,7 +8,7 @@ quick plan's statistical errors are about 1 % (K), 2 % (read noise), 1 % (satura
 from __future__ import annotations
 
 import pytest
-from cal_grid import GRID, true_saturation_e
+from cal_grid import GRID, assert_consistent, true_saturation_e
 
 
 @pytest.mark.parametrize("name", list(GRID))
@@ -63,3 +63,21 @@ def test_linear_snr_reported_for_both_schemes(calibrated):
         # brighter unsaturated exposures have more photons per projection: SNR grows with exposure
         ok = [snr for snr, sat in zip(s.snr, s.saturated, strict=True) if not sat]
         assert ok[-1] > ok[0]
+
+
+@pytest.mark.parametrize("name", list(GRID))
+def test_calibrated_prnu_and_dsnu_match_the_configuration(calibrated, name):
+    """PRNU and DSNU figures agree with the configured maps within their stated bounds."""
+    cfg, rep, _ = calibrated(name)
+    c = cfg.camera
+    prnu = rep.prnu.prnu_rel
+    assert_consistent(prnu, c.prnu_rel, what=f"PRNU of {name}")
+    if prnu.bound == "upper":  # the quick plan's speckle averaging limit: a bound, but a useful one
+        assert prnu.value < 10 * c.prnu_rel
+    d = rep.dark
+    gain_db = d.boost_gain_db if d.boost_gain_db is not None else c.analog_gain_db
+    k = c.gain_dn_per_e * 10 ** (gain_db / 20)
+    dsnu_dn = d.boost_dsnu_dn if d.boost_gain_db is not None else d.dsnu_dn
+    # DN and electrons: the same map; the 0 DN floor narrows the spread a little (docs/calibration.md)
+    assert_consistent(dsnu_dn, k * c.dsnu_e, rel=0.15, what=f"DSNU (DN) of {name}")
+    assert_consistent(d.dsnu_e, c.dsnu_e, rel=0.15, what=f"DSNU (e-) of {name}")

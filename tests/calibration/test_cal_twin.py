@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from cal_grid import run_calibration
+from cal_grid import assert_consistent, run_calibration
 
 import drivers
 import opu
@@ -26,6 +26,22 @@ def test_twin_reproduces_photon_transfer(calibrated, tmp_path):
     assert t.quantum_efficiency * twin.laser.photons_per_mirror_us == pytest.approx(
         c.quantum_efficiency * cfg.laser.photons_per_mirror_us, rel=0.06)
     assert (t.bit_depth, t.exposure_us, t.roi) == (c.bit_depth, c.exposure_us, c.roi)
+    # the fixed-pattern, laser and drift figures, against the original's configuration
+    ptc = rep.photon_transfer
+    assert twin.laser.power_fluctuation_rel == pytest.approx(cfg.laser.power_fluctuation_rel, rel=0.25)
+    assert twin.laser.power_fluctuation_rel == ptc.laser_fluctuation_rel.value
+    tau = rep.stability.decorrelation_time_s
+    assert tau.bound is None
+    assert twin.medium.drift_time_constant_s == tau.value
+    assert twin.medium.drift_time_constant_s == pytest.approx(cfg.medium.drift_time_constant_s, rel=0.15)
+    assert twin.medium.drift_step_s == pytest.approx(min(10.0, tau.value / 100))
+    prnu = rep.prnu.prnu_rel
+    assert_consistent(prnu, c.prnu_rel, what="PRNU")
+    # an upper bound enters the twin at half its value, a measured PRNU as measured
+    assert t.prnu_rel == pytest.approx(prnu.value * (0.5 if prnu.bound == "upper" else 1.0))
+    assert t.prnu_rel < 5 * c.prnu_rel
+    assert t.dsnu_e == rep.dark.dsnu_e.value
+    assert t.dsnu_e == pytest.approx(c.dsnu_e, rel=0.25)
     # re-measure the twin through drivers.connect("sim:...twin.json") and compare the curves
     twin_rep = run_calibration(twin, tmp_path, 400.0)
     a, b = rep.photon_transfer, twin_rep.photon_transfer

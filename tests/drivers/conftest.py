@@ -21,17 +21,18 @@ def server():
         yield srv
 
 
-@pytest.fixture(params=["sim", "visa", "lightonml", "uri"])
+@pytest.fixture(params=["sim", "visa", "visawire", "lightonml", "uri"])
 def device(request):
-    """The conformance suite's device: in-process, over VISA to the emulator, lightonml's own
-    simulator through the lightonml backend (``lightonml:simulated``), or --device-uri."""
+    """The conformance suite's device: in-process, over VISA to the emulator (fast socket wire, or
+    ``visawire``: pyvisa's message-based API as on NI-VISA/serial/INSTR), lightonml's own simulator
+    through the lightonml backend (``lightonml:simulated``), or --device-uri."""
     if request.param == "sim":
         dev = open_sim()
     elif request.param == "lightonml":
         dev = open_lightonml()
-    elif request.param == "visa":
+    elif request.param in ("visa", "visawire"):
         srv = request.getfixturevalue("server")
-        dev = open_visa(srv.resource)
+        dev = open_visa(srv.resource, fast_io=request.param == "visa")
     else:
         uri = request.config.getoption("--device-uri")
         if not uri:
@@ -45,10 +46,10 @@ def device(request):
     dev.close()
 
 
-@pytest.fixture
-def pair(server):
-    """(in-process device, VISA device) built from identical controllers."""
-    a, b = open_sim(), open_visa(server.resource)
+@pytest.fixture(params=[True, False], ids=["socket", "visawire"])
+def pair(server, request):
+    """(in-process device, VISA device) built from identical controllers, over either wire."""
+    a, b = open_sim(), open_visa(server.resource, fast_io=request.param)
     yield a, b
     a.close()
     b.close()

@@ -36,8 +36,13 @@ def open_sim() -> drivers.Device:
     return dev
 
 
-def open_visa(resource: str, timeout_s: float = 5.0) -> drivers.Device:
-    dev = drivers.connect(resource, timeout_s=timeout_s)
+def open_visa(resource: str, timeout_s: float = 30.0, fast_io: bool = True) -> drivers.Device:
+    """The VISA device on ``resource``; ``fast_io=False`` forces pyvisa's message-based API
+    (:class:`drivers.wire.VisaWire`, the path of NI-VISA, serial and INSTR resources). The default
+    timeout is generous: the emulator's first acquisition compiles the camera kernel, which takes
+    seconds on a loaded machine; tests of timeouts pass their own short ``timeout_s``."""
+    dev = drivers.connect(resource, timeout_s=timeout_s, fast_io=fast_io)
+    assert dev.uses_fast_io == fast_io
     dev.configure(**SETTINGS)
     return dev
 

@@ -85,7 +85,7 @@ def test_silence_is_a_timeout_and_a_close_mid_block_a_disconnect(link):
     t = time.monotonic()
     with pytest.raises(DeviceTimeout):
         wire.read_line()
-    assert 0.25 < time.monotonic() - t < 2.0
+    assert 0.25 < time.monotonic() - t < 5.0  # wide upper margin: a loaded machine is slow, never fast
     peer.sendall(b"#41000" + b"x" * 10)
     peer.close()
     with pytest.raises(DeviceDisconnected, match="after 10 of 1000 bytes"):

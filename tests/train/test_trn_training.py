@@ -2,13 +2,16 @@
 
 import json
 
+import jax
 import numpy as np
+import optax
 import pytest
 from flaky_device import FlakySimDevice
 
 import opu
 from host.train import TrainConfig, TrainingError, read_metrics, train
 from host.train.checkpoint import load as load_ckpt
+from host.train.models import mlp
 
 SMALL = {"hidden": (64, 64), "batch_size": 64, "alignment_batch": 128}
 
@@ -70,11 +73,19 @@ def test_optical_resume_is_exact_with_the_device_clock(tmp_path):
 def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
     cfg = TrainConfig(mode="bp", epochs=1, **SMALL)
     train(cfg, tmp_path, progress=False)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
     with pytest.raises(TrainingError, match="--resume"):
         train(cfg, tmp_path, progress=False)
-    with pytest.raises(TrainingError, match="lr"):
+    with pytest.raises(TrainingError, match=r"lr: stored 0\.001, given 0\.5"):
         train(cfg.model_copy(update={"lr": 0.5, "epochs": 2}), tmp_path, resume=True, progress=False)
-    assert load_ckpt  # checkpoint still readable below
+    # the refused runs left the checkpoint untouched, and it still loads as epoch 1
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    net = mlp(SMALL["hidden"], 10, cfg.activation)
+    params = net.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0], 64)  # as the trainer inits
+    (loaded, _), meta = load_ckpt(tmp_path / "checkpoint.npz", (params, optax.adam(cfg.lr).init(params)))
+    assert meta["epoch"] == 1 and meta["config"]["lr"] == cfg.lr
+    assert np.asarray(loaded[0]["w"]).shape == (64, SMALL["hidden"][0])
+    assert not np.array_equal(np.asarray(loaded[0]["w"]), np.asarray(params[0]["w"]))  # trained weights
     assert len(read_metrics(tmp_path)) == 1
 
 
