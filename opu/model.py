@@ -36,8 +36,9 @@ DENSE_LIMIT_BYTES = 4 * 2**30
 #: Batches smaller than this, on a medium that has not drifted yet, use only the W rows their lit
 #: features select instead of materialising W.
 LIT_PATH_MAX_BATCH = 32
-#: W rows generated per block on the lit-feature and streamed paths (one compiled shape per m).
-LIT_BLOCK_FEATURES = 512
+#: W rows generated per block on the lit-feature path (one compiled shape per m); None: a block of
+#: about ``opu.medium.W_BLOCK_BYTES``, multiplied while it is in cache (``opu.medium.w_block_rows``).
+LIT_BLOCK_FEATURES: int | None = None
 
 
 def _grain_matrix(size_out: int, halo: int, sigma_px: float) -> np.ndarray:
