@@ -56,7 +56,7 @@ def roi_pixel_ids(camera: CameraConfig, halo_px: int = 0) -> np.ndarray:
 
 def standard_normal_map(seed: int, stream: Stream, pixel_ids: np.ndarray) -> np.ndarray:
     """N(0, 1) per pixel id, float64 (m,): fixed-pattern noise keyed by the absolute pixel."""
-    re, _ = complex_gaussian(threefry_key(seed, stream), jnp.asarray(pixel_ids), jnp.zeros((1,), jnp.uint32))
+    re, _ = complex_gaussian(threefry_key(seed, stream), pixel_ids, np.zeros(1, np.uint32))
     return np.asarray(re[:, 0], dtype=np.float64) * math.sqrt(2.0)
 
 
@@ -112,9 +112,10 @@ class Camera:
         self.dsnu_e = config.dsnu_e * standard_normal_map(seed, Stream.DSNU, ids)
         self._pixel_ids_np = ids
         self._dsnu_np = self.dsnu_e.astype(np.float32)
-        self._pixel_ids = jnp.asarray(ids)
-        self._qe_prnu = jnp.asarray(config.quantum_efficiency * self.prnu, dtype=jnp.float32)
-        self._dsnu = jnp.asarray(self._dsnu_np)
+        # device_put, not jnp.asarray: the latter compiles a staging program for each new shape
+        self._pixel_ids = jax.device_put(ids)
+        self._qe_prnu = jax.device_put((config.quantum_efficiency * self.prnu).astype(np.float32))
+        self._dsnu = jax.device_put(self._dsnu_np)
         self._noise_key = threefry_key(self.seed, Stream.SHOT_READ)
         self._laser_key = threefry_key(self.seed, Stream.LASER)
 
