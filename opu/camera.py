@@ -56,14 +56,16 @@ def roi_pixel_ids(camera: CameraConfig, halo_px: int = 0) -> np.ndarray:
 
 def standard_normal_map(seed: int, stream: Stream, pixel_ids: np.ndarray) -> np.ndarray:
     """N(0, 1) per pixel id, float64 (m,): fixed-pattern noise keyed by the absolute pixel."""
-    re, _ = complex_gaussian(threefry_key(seed, stream), jnp.asarray(pixel_ids), jnp.zeros((1,), jnp.uint32))
+    re, _ = complex_gaussian(threefry_key(seed, stream), pixel_ids, np.zeros(1, np.uint32))
     return np.asarray(re[:, 0], dtype=np.float64) * math.sqrt(2.0)
 
 
 #: frames per kernel call: about 2^20 values, a power of two (few compiled shapes per ROI)
 CHUNK_VALUES = 1 << 20
-#: dim pixels per exact-Poisson kernel call (smaller sets are padded to a power of two)
+#: dim pixels per exact-Poisson kernel call (smaller sets are padded to one of EXACT_SIZES)
 EXACT_CHUNK = 1 << 16
+#: smallest camera-kernel call, values (shorter batches are padded up to it)
+MIN_CALL_VALUES = 1 << 16
 _LASER_COUNTER = 0xFFFFFFFF
 #: set in the pixel counter of the exact-Poisson uniform (pixel ids, halo included, are < 2^31)
 _EXACT_SHOT_BIT = 0x80000000
@@ -108,9 +110,12 @@ class Camera:
         ids = roi_pixel_ids(config)
         self.prnu = np.maximum(1.0 + config.prnu_rel * standard_normal_map(seed, Stream.PRNU, ids), 0.0)
         self.dsnu_e = config.dsnu_e * standard_normal_map(seed, Stream.DSNU, ids)
-        self._pixel_ids = jnp.asarray(ids)
-        self._qe_prnu = jnp.asarray(config.quantum_efficiency * self.prnu, dtype=jnp.float32)
-        self._dsnu = jnp.asarray(self.dsnu_e, dtype=jnp.float32)
+        self._pixel_ids_np = ids
+        self._dsnu_np = self.dsnu_e.astype(np.float32)
+        # device_put, not jnp.asarray: the latter compiles a staging program for each new shape
+        self._pixel_ids = jax.device_put(ids)
+        self._qe_prnu = jax.device_put((config.quantum_efficiency * self.prnu).astype(np.float32))
+        self._dsnu = jax.device_put(self._dsnu_np)
         self._noise_key = threefry_key(self.seed, Stream.SHOT_READ)
         self._laser_key = threefry_key(self.seed, Stream.LASER)
 
@@ -133,7 +138,10 @@ class Camera:
         Returns uint8 (8-bit), uint16 (10, 12-bit) or float32 (ideal detector).
         """
         c = self.config
-        intensity = jnp.asarray(intensity, dtype=jnp.float32)
+        if not isinstance(intensity, jax.Array) or intensity.dtype != jnp.float32:
+            # numpy stays numpy: jit arguments take it as is, while an eager jnp conversion
+            # would compile a staging program for every new shape
+            intensity = np.asarray(intensity, dtype=np.float32)
         b, m = intensity.shape
         # host-side numpy inputs: each eager JAX op here would cost ~0.1 ms per call
         frames = (np.asarray(frame_indices, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32)
@@ -158,42 +166,96 @@ class Camera:
         fixed = (self._pixel_ids, self._noise_key, self._laser_key, self._qe_prnu, self._dsnu, params)
         chunk = max(1, 1 << math.floor(math.log2(max(1, CHUNK_VALUES // m))))
         out = np.empty((b, m), dtype=np.dtype(c.output_dtype))
+        # several chunks or a padded one: slice a host view (zero-copy on CPU) instead of eager
+        # device slices and pads, each compiled once per shape
+        host_inten = np.asarray(intensity) if (b > chunk or _row_bucket(b, m, chunk) != b) else intensity
         for lo in range(0, b, chunk):
             hi = min(lo + chunk, b)
             rows = hi - lo
-            # pad a short last chunk to a power of two: a handful of compiled shapes serve all calls
-            size = rows if rows == chunk else 1 << math.ceil(math.log2(rows))
-            inten = intensity if rows == b else intensity[lo:hi]
+            # pad a short chunk to a bucket size: a handful of compiled shapes serve all calls
+            size = _row_bucket(rows, m, chunk)
             fr = np.zeros(size, dtype=np.uint32)
             fr[:rows] = frames[lo:hi]
-            if size != rows:
-                inten = jnp.pad(inten, ((0, size - rows), (0, 0)))
-            dn, dim = _expose_kernel(
+            if size == rows:
+                inten = host_inten if rows == b else host_inten[lo:hi]
+            else:
+                inten = np.zeros((size, m), dtype=np.float32)
+                inten[:rows] = host_inten[lo:hi]
+            dn, mu = _expose_kernel(
                 inten, fr, *fixed, shot=bool(c.shot_noise), noisy=bool(noisy), exact=exact, **statics
             )
             block = out[lo:hi]
             block[...] = np.asarray(dn)[:rows]
             if exact:
                 # the dim pixels (mean below the threshold) get their exact Poisson draw
-                idx = np.flatnonzero(np.asarray(dim)[:rows]).astype(np.int32)
-                flat = block.reshape(-1)
-                for start in range(0, idx.size, EXACT_CHUNK):
-                    part = idx[start : start + EXACT_CHUNK]
-                    padded = np.zeros(_exact_size(part.size), dtype=np.int32)
-                    padded[: part.size] = part
-                    res = _expose_exact_kernel(inten, fr, padded, *fixed, n_iter=n_iter, **statics)
-                    flat[part] = np.asarray(res)[: part.size]
+                self._redraw_dim(block, np.asarray(mu)[:rows], fr, params, n_iter, c.bit_depth)
         return out
 
+    def _redraw_dim(self, block, mu, frames, params, n_iter: int, bits: int | None) -> None:
+        """Overwrite the pixels of ``block`` (rows, m) whose mean ``mu`` (rows, m) float32 electrons
+        is below the exact-Poisson threshold with their exact draw (in place)."""
+        m = mu.shape[1]
+        # the same float32 comparison as the kernel's flag (mu < params[5])
+        idx = np.flatnonzero(mu < params[5])
+        if idx.size == 0:
+            return
+        row, col = np.divmod(idx, m)
+        # gathered on the host into flat arrays: the exact kernel's shapes do not depend on the
+        # chunk shape, so three compilations (one per bucket size) serve every ROI and batch
+        data = (mu.reshape(-1)[idx], frames[row], self._pixel_ids_np[col], self._dsnu_np[col])
+        flat = block.reshape(-1)
+        for start, size in _exact_pieces(idx.size):
+            stop = min(start + size, idx.size)
+            padded = []
+            for arr in data:
+                p = np.zeros(size, dtype=arr.dtype)
+                p[: stop - start] = arr[start:stop]
+                padded.append(p)
+            res = _expose_exact_kernel(*padded, self._noise_key, params, n_iter=n_iter, bits=bits)
+            flat[idx[start:stop]] = np.asarray(res)[: stop - start]
 
-def _exact_size(n: int) -> int:
-    """Padded length of an exact-kernel call: a power of two in [2^10, EXACT_CHUNK]."""
-    return max(1 << 10, min(EXACT_CHUNK, 1 << math.ceil(math.log2(max(n, 1)))))
+
+def _row_bucket(rows: int, m: int, chunk: int) -> int:
+    """Rows a chunk of ``rows`` frames of m pixels is padded to: ``chunk`` itself, or the smallest
+    ``r0 * 4^k`` >= rows, r0 the power of two giving at least 2^16 values (capped at ``chunk``).
+
+    Few shapes (each compilation of the camera kernel costs about a second) for little padding
+    (a 2^16-value call costs ~0.1 ms)."""
+    if rows >= chunk:
+        return chunk
+    size = min(chunk, 1 << max(0, math.ceil(math.log2(max(1, MIN_CALL_VALUES // m)))))
+    while size < rows:
+        size *= 4
+    return min(size, chunk)
+
+
+#: sizes of the exact-kernel calls: the largest one for the bulk, the smaller ones for the rest
+EXACT_SIZES = (1 << 12, 1 << 14, EXACT_CHUNK)
+
+
+def _exact_pieces(n: int) -> list[tuple[int, int]]:
+    """(start, padded size) of the exact-kernel calls that cover n values."""
+    pieces, start = [], 0
+    while n - start >= EXACT_CHUNK:
+        pieces.append((start, EXACT_CHUNK))
+        start += EXACT_CHUNK
+    if start < n:
+        pieces.append((start, next(s for s in EXACT_SIZES if s >= n - start)))
+    return pieces
+
+
+def _uniform24(bits: jnp.ndarray, offset: float) -> jnp.ndarray:
+    """(top 24 bits of ``bits`` + offset) / 2^24 as float32.
+
+    Converted through int32 (exact below 2^24): a uint32 -> float32 conversion has no instruction
+    before AVX-512 and costs a multi-instruction sequence per vector on AVX2; the value is the same.
+    """
+    return ((bits >> 8).astype(jnp.int32).astype(jnp.float32) + offset) * (1.0 / 16777216.0)
 
 
 def _normal_pair(bits0: jnp.ndarray, bits1: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Two independent N(0, 1) from two uint32 words (Box-Muller, 24-bit uniforms)."""
-    u1 = ((bits0 >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
+    u1 = _uniform24(bits0, 1.0)
     radius = jnp.sqrt(-2.0 * jnp.log(u1))
     cos, sin = _unit_phasor(bits1)
     return radius * cos, radius * sin
@@ -213,7 +275,8 @@ def _digitize(electrons, dsnu, params, bits: int | None):
     if bits is None:
         return signal
     signal = jnp.clip(jnp.rint(signal), 0.0, adc_max)
-    return signal.astype(jnp.uint8 if bits <= 8 else jnp.uint16)
+    # through int32: float -> uint8/16 has no direct vector instruction on AVX2 (same value)
+    return signal.astype(jnp.int32).astype(jnp.uint8 if bits <= 8 else jnp.uint16)
 
 
 @partial(jax.jit, static_argnames=("shot", "noisy", "laser", "exact", "bits"))
@@ -233,16 +296,20 @@ def _expose_kernel(
     exact: bool,
     bits: int | None,
 ):
-    """One chunk of frames: intensity (b, m) -> (DN (b, m), dim (b, m) bool).
+    """One chunk of frames: intensity (b, m) -> (DN (b, m), mean electrons mu (b, m) float32).
 
-    Shot noise is the Gaussian N(mu, mu) here; with ``exact`` the pixels flagged ``dim``
-    (mu below the threshold) are redrawn by :func:`_expose_exact_kernel`.
+    Shot noise is the Gaussian N(mu, mu) here; with ``exact`` the pixels whose ``mu`` is below the
+    threshold are redrawn by :func:`_expose_exact_kernel` (without ``exact`` the second output is
+    a (1, 1) placeholder).
     """
-    read_e, full_well, threshold = params[1], params[2], params[5]
+    read_e, full_well = params[1], params[2]
     b, m = intensity.shape
     mu = intensity * (gain_map * params[8])[None, :]
     if laser:
-        mu = mu * _laser_factor(frames, laser_key, params[6])[:, None]
+        # one value per frame, behind a barrier: fused into the pixel loop, its hash and normal
+        # would be recomputed for every pixel (twice the kernel's cost)
+        laser_f = jax.lax.optimization_barrier(_laser_factor(frames, laser_key, params[6]))
+        mu = mu * laser_f[:, None]
     mu = mu + params[0]
     if noisy:
         shape = (b, m)
@@ -254,50 +321,24 @@ def _expose_kernel(
         electrons = jnp.minimum(collected, full_well) + read_e * z_read
     else:
         electrons = jnp.minimum(mu, full_well)
-    dim = mu < threshold if exact else jnp.zeros((1, 1), dtype=bool)
-    return _digitize(electrons, dsnu[None, :], params, bits), dim
+    return _digitize(electrons, dsnu[None, :], params, bits), (mu if exact else jnp.zeros((1, 1)))
 
 
-@partial(jax.jit, static_argnames=("laser", "n_iter", "bits"))
-def _expose_exact_kernel(
-    intensity,
-    frames,
-    flat_idx,
-    pixel_ids,
-    noise_key,
-    laser_key,
-    gain_map,
-    dsnu,
-    params,
-    *,
-    laser: bool,
-    n_iter: int,
-    bits: int | None,
-):
-    """DN of the values ``flat_idx`` (k,) of a chunk (b, m), drawing shot noise exactly.
+@partial(jax.jit, static_argnames=("n_iter", "bits"))
+def _expose_exact_kernel(mu, frames, pixel_ids, dsnu, noise_key, params, *, n_iter: int, bits: int | None):
+    """DN (k,) of k pixels drawing shot noise exactly; all inputs (k,) flat, gathered on the host.
 
-    Poisson by inversion of a uniform from the pixel's exact-shot counter ``(frame, pixel id +
-    2^31)``; the read noise is the same draw as on the Gaussian path (second normal of the
-    ``(frame, pixel id)`` pair), so it stays independent of the shot noise. Same counters, so a
-    frame is still the same in any chunking.
+    ``mu``: mean electrons (the Gaussian kernel's own values), ``frames`` / ``pixel_ids``: each
+    value's counters, ``dsnu``: its dark offset. Poisson by inversion of a uniform from the
+    pixel's exact-shot counter ``(frame, pixel id + 2^31)``; the read noise is the same draw as on
+    the Gaussian path (second normal of the ``(frame, pixel id)`` pair), so it stays independent
+    of the shot noise. Same counters, so a frame is still the same in any chunking.
     """
     read_e, full_well, threshold = params[1], params[2], params[5]
-    m = intensity.shape[1]
-    row, col = flat_idx // m, flat_idx % m
-    laser_f = _laser_factor(frames, laser_key, params[6])[row] if laser else jnp.ones(())
-    # gather first, behind a barrier: fused with the gathers, the arithmetic below would not be
-    # vectorized (4x slower per value)
-    inten, gain, dsnu_v, fr, pid, laser_f = jax.lax.optimization_barrier(
-        (intensity.reshape(-1)[flat_idx], gain_map[col], dsnu[col], frames[row], pixel_ids[col], laser_f)
-    )
-    mu = inten * (gain * params[8])
-    if laser:
-        mu = mu * laser_f
-    mu = mu + params[0]
-    w = threefry2x32(noise_key, fr, pid)
+    w = threefry2x32(noise_key, frames, pixel_ids)
     _, z_read = _normal_pair(w[0], w[1])
-    u_word, _ = threefry2x32(noise_key, fr, pid | np.uint32(_EXACT_SHOT_BIT))
-    u = ((u_word >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216.0)
+    u_word, _ = threefry2x32(noise_key, frames, pixel_ids | np.uint32(_EXACT_SHOT_BIT))
+    u = _uniform24(u_word, 0.5)
     lam = jnp.minimum(mu, threshold)
     p = jnp.exp(-lam)
     cdf = p
@@ -310,4 +351,4 @@ def _expose_exact_kernel(
     # cap those draws at a tail quantile instead of the loop length
     k = jnp.minimum(k, jnp.ceil(_poisson_cap(lam)))
     electrons = jnp.minimum(k, full_well) + read_e * z_read
-    return _digitize(electrons, dsnu_v, params, bits)
+    return _digitize(electrons, dsnu, params, bits)

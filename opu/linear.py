@@ -182,9 +182,8 @@ class LinearScheme(ABC):
         _warn_saturation(y, self.adc_max_dn)
         # the reference term cancels in the difference: pass zeros
         c = self._binary_cross(y, parts.shape[0], np.zeros_like(cal.reference_dn))
-        if which is not None:
-            c = c[which]  # back to one row per part: [pos rows, neg rows]
-        cross = c[:b] - c[b:]
+        # each vector's pos part minus its neg part (rows of c are the distinct parts when sharing)
+        cross = c[:b] - c[b:] if which is None else c[which[:b]] - c[which[b:]]
         return self._normalize(cross, cal, pos.sum(axis=1) - neg.sum(axis=1))
 
     def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:

@@ -31,8 +31,9 @@ from .rng import Stream, threefry2x32, threefry_key
 _SQRT_HALF = np.float32(math.sqrt(0.5))
 
 
-def _unit_phasor(bits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """(cos, sin) of the angle 2 pi u, u the top 24 bits of ``bits`` as a fraction of a turn.
+def _phasor_parts(bits: jnp.ndarray):
+    """(quadrant, c1, s1): cos and sin of 2 pi u, u the top 24 bits of ``bits`` as a fraction of a
+    turn, are (c1, s1) rotated by ``quadrant`` quarter turns.
 
     The top 2 bits pick the quadrant, the next 22 the position inside it; the angle inside a
     quadrant is reduced to [-pi/4, pi/4) where short Taylor polynomials are exact to float32
@@ -40,66 +41,120 @@ def _unit_phasor(bits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     reduction dominated the generator's cost.
     """
     quadrant = bits >> 30
-    frac = ((bits >> 8) & 0x3FFFFF).astype(jnp.float32) * (1.0 / 4194304.0)
+    # through int32 (exact below 2^22): uint32 -> float32 is a long sequence before AVX-512
+    frac = ((bits >> 8) & 0x3FFFFF).astype(jnp.int32).astype(jnp.float32) * (1.0 / 4194304.0)
     phi = (frac - 0.5) * (math.pi / 2)
     p2 = phi * phi
     s = phi * (1 + p2 * (-1 / 6 + p2 * (1 / 120 + p2 * (-1 / 5040 + p2 * (1 / 362880)))))
     c = 1 + p2 * (-1 / 2 + p2 * (1 / 24 + p2 * (-1 / 720 + p2 * (1 / 40320 + p2 * (-1 / 3628800)))))
-    # rotate by pi/4, then by the quadrant's multiple of pi/2
-    c1 = (c - s) * _SQRT_HALF
-    s1 = (s + c) * _SQRT_HALF
-    cos = jnp.where(quadrant == 0, c1, jnp.where(quadrant == 1, -s1, jnp.where(quadrant == 2, -c1, s1)))
-    sin = jnp.where(quadrant == 0, s1, jnp.where(quadrant == 1, c1, jnp.where(quadrant == 2, -s1, -c1)))
-    return cos, sin
+    # rotate by pi/4; the quadrant's multiple of pi/2 is applied by the callers
+    return quadrant, (c - s) * _SQRT_HALF, (s + c) * _SQRT_HALF
+
+
+def _quarter_turns(q: jnp.ndarray, c1: jnp.ndarray, s1: jnp.ndarray) -> jnp.ndarray:
+    """Real part of (c1 + i s1) turned by q (0..3) quarter turns: c1, -s1, -c1, s1."""
+    return jnp.where(q == 0, c1, jnp.where(q == 1, -s1, jnp.where(q == 2, -c1, s1)))
+
+
+def _unit_phasor(bits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(cos, sin) of the angle 2 pi u (:func:`_phasor_parts`); sin is cos three quarter turns on."""
+    q, c1, s1 = _phasor_parts(bits)
+    return _quarter_turns(q, c1, s1), _quarter_turns((q + 3) & 3, c1, s1)
+
+
+def _radius(bits0: jnp.ndarray) -> jnp.ndarray:
+    """sqrt(-ln u1) for the 24-bit uniform u1 in (0, 1] of ``bits0`` (finite log)."""
+    u1 = ((bits0 >> 8).astype(jnp.int32).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
+    return jnp.sqrt(-jnp.log(u1))
 
 
 def _box_muller(keypair: jnp.ndarray, r: jnp.ndarray, c: jnp.ndarray):
     """CN(0, 1) for same-shape uint32 counter arrays r (pixel ids) and c (mirror ids)."""
     bits = threefry2x32(keypair, r, c)
-    # 24-bit uniform radius variable u1 in (0, 1] so that the log is finite
-    u1 = ((bits[0] >> 8).astype(jnp.float32) + 1.0) * (1.0 / 16777216.0)
-    radius = jnp.sqrt(-jnp.log(u1))
+    radius = _radius(bits[0])
     cos, sin = _unit_phasor(bits[1])
     return radius * cos, radius * sin
 
 
-@jax.jit
-def complex_gaussian(keypair: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray):
-    """CN(0, 1) samples for the counters ``(rows[i], cols[j])``: returns (re, im), float32 (r, c).
+def _w_rows(keypair, pixels2, turns2, mirror_ids, col_scale):
+    """Rows of W = [Re B^T | Im B^T] (k, 2m) for mirror ids (k,), in one elementwise pass.
 
-    ``rows`` (r,) and ``cols`` (c,) are uint32 absolute ids. Each part has variance 1/2.
+    ``pixels2`` (2m,) is the pixel ids twice and ``turns2`` (2m,) is 0 on the real half and 3 on
+    the imaginary one (sin is cos three quarter turns on). Each value is computed on its own from
+    the hash of its counter: two hashes per complex entry, but one loop that XLA vectorizes and
+    writes once. Written as two parts (re, im), XLA emits one loop per part plus one for the
+    radius and hashes every entry three times, then copies both parts into W.
     """
-    shape = (rows.shape[0], cols.shape[0])
-    return _box_muller(
-        keypair, jnp.broadcast_to(rows[:, None], shape), jnp.broadcast_to(cols[None, :], shape)
-    )
-
-
-def _w_rows(keypair, pixel_ids, mirror_ids, col_scale):
-    # rows of W = [Re B^T | Im B^T] for these features, generated in W's own orientation
-    shape = (mirror_ids.shape[0], pixel_ids.shape[0])
-    re, im = _box_muller(
-        keypair, jnp.broadcast_to(pixel_ids[None, :], shape), jnp.broadcast_to(mirror_ids[:, None], shape)
-    )
-    return jnp.concatenate([re, im], axis=1) * col_scale
+    shape = (mirror_ids.shape[0], pixels2.shape[0])
+    bits = threefry2x32(keypair, jnp.broadcast_to(pixels2[None, :], shape),
+                        jnp.broadcast_to(mirror_ids[:, None], shape))
+    q, c1, s1 = _phasor_parts(bits[1])
+    return (_radius(bits[0]) * _quarter_turns((q + turns2[None, :]) & 3, c1, s1)) * col_scale
 
 
 _w_block = jax.jit(_w_rows)
 
 
 @partial(jax.jit, static_argnames=("block",))
-def _w_build(keypair, pixel_ids, mirror_ids, col_scale, block: int):
+def _w_build(keypair, pixels2, turns2, mirror_ids, col_scale, block: int):
     """Whole W (n, 2m) in one compiled loop over feature blocks, written in place (no concat)."""
     n = mirror_ids.shape[0]
     n_blocks = -(-n // block)
     padded = jnp.concatenate([mirror_ids, jnp.zeros(n_blocks * block - n, jnp.uint32)])
-    w = jnp.zeros((n_blocks * block, 2 * pixel_ids.shape[0]), jnp.float32)
+    w = jnp.zeros((n_blocks * block, pixels2.shape[0]), jnp.float32)
 
     def body(i, w):
         ids = jax.lax.dynamic_slice(padded, (i * block,), (block,))
-        return jax.lax.dynamic_update_slice(w, _w_rows(keypair, pixel_ids, ids, col_scale), (i * block, 0))
+        rows = _w_rows(keypair, pixels2, turns2, ids, col_scale)
+        return jax.lax.dynamic_update_slice(w, rows, (i * block, 0))
 
     return jax.lax.fori_loop(0, n_blocks, body, w)[:n]
+
+
+def _doubled(pixel_ids: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(pixels2, turns2) of :func:`_w_rows` for these pixel ids."""
+    m = pixel_ids.size
+    turns = np.concatenate([np.zeros(m, np.uint32), np.full(m, 3, np.uint32)])
+    return jax.device_put(np.concatenate([pixel_ids, pixel_ids]).astype(np.uint32)), jax.device_put(turns)
+
+
+def complex_gaussian(keypair: jnp.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """CN(0, 1) samples for the counters ``(rows[i], cols[j])``: returns (re, im), float32 (r, c).
+
+    ``rows`` (r,) and ``cols`` (c,) are uint32 absolute ids (pixels, mirrors). Each part has
+    variance 1/2. Computed as the W rows of the ``cols``, selected by a one-hot product through the
+    lit-feature path's compiled kernel (:func:`_accumulate_field`): the same values (1 w + 0 w' + ...
+    is exactly w), and a device's fixed-pattern maps and first vector share one compilation
+    (about 0.3 s of CPU each) instead of two.
+    """
+    rows = np.asarray(rows, dtype=np.uint32)
+    cols = np.asarray(cols, dtype=np.uint32)
+    r, c = rows.size, cols.size
+    pixels2, turns2 = _doubled(rows)
+    block = w_block_rows(r, 1 << 16)
+    out = np.empty((c, 2 * r), dtype=np.float32)
+    for lo in range(0, c, block):
+        ids = cols[lo : lo + block]
+        k = ids.size
+        mirrors = np.zeros(block, dtype=np.uint32)
+        mirrors[:k] = ids
+        select = np.zeros((k, block), dtype=np.float32)
+        select[np.arange(k), np.arange(k)] = 1.0
+        acc = np.zeros((k, 2 * r), dtype=np.float32)
+        out[lo : lo + k] = _accumulate_field(acc, select, keypair, pixels2, turns2, mirrors, np.float32(1.0))
+    return out[:, :r].T, out[:, r:].T
+
+
+#: bytes of one block of W rows on the streamed and lit-feature paths: the block is multiplied
+#: while it is still in the core's cache (1-2 MiB of L2 on current x86 and ARM cores)
+W_BLOCK_BYTES = 1 << 20
+
+
+def w_block_rows(m: int, limit: int) -> int:
+    """Features per block of W rows for m outputs: a power of two near W_BLOCK_BYTES of float32
+    (at least 8, at most ``limit``)."""
+    rows = 1 << max(3, math.floor(math.log2(max(1, W_BLOCK_BYTES // (8 * m)))))
+    return max(1, min(limit, rows))
 
 
 class TransmissionMatrix:
@@ -132,6 +187,7 @@ class TransmissionMatrix:
         self.mirror_ids = np.asarray(mirror_ids, dtype=np.uint32)
         self.col_scale = float(math.sqrt(mirrors_per_feature))
         self._key = threefry_key(self.seed, Stream.TRANSMISSION)
+        self._pixels2 = _doubled(self.pixel_ids)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -140,10 +196,8 @@ class TransmissionMatrix:
 
     def block(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """B[rows, cols] as complex64 (numpy). Bit-identical to the same entries of any block."""
-        re, im = complex_gaussian(
-            self._key, jnp.asarray(self.pixel_ids[rows]), jnp.asarray(self.mirror_ids[cols])
-        )
-        out = np.asarray(re) + 1j * np.asarray(im)
+        re, im = complex_gaussian(self._key, self.pixel_ids[rows], self.mirror_ids[cols])
+        out = re.astype(np.float64) + 1j * im.astype(np.float64)
         return (out * self.col_scale).astype(np.complex64)
 
     def dense(self) -> np.ndarray:
@@ -158,58 +212,66 @@ class TransmissionMatrix:
         n = self.shape[1]
         return _w_build(
             self._key if key is None else key,
-            jnp.asarray(self.pixel_ids),
-            jnp.asarray(self.mirror_ids),
-            jnp.float32(self.col_scale),
+            *self._pixels2,
+            self.mirror_ids,
+            np.float32(self.col_scale),
             min(block_features, n),
         )
 
     def w_rows(self, features: np.ndarray) -> jnp.ndarray:
         """Rows of W for the given feature indices (k,): float32 (k, 2m)."""
         return _w_block(
-            self._key,
-            jnp.asarray(self.pixel_ids),
-            jnp.asarray(self.mirror_ids[features]),
-            jnp.float32(self.col_scale),
+            self._key, *self._pixels2, self.mirror_ids[features], np.float32(self.col_scale)
         )
 
 
-@jax.jit
-def _field_from_w(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
-    return x @ w
+@partial(jax.jit, donate_argnums=0)
+def _accumulate_field(acc, x, keypair, pixels2, turns2, mirror_ids, col_scale):
+    """acc + x @ W[features]: the block's W rows (k, 2m) are generated and multiplied in one call,
+    while they are still in cache. acc (b, 2m) float32 is updated in place."""
+    return acc + x @ _w_rows(keypair, pixels2, turns2, mirror_ids, col_scale)
 
 
 def streamed_field(
     tm: TransmissionMatrix,
     x: np.ndarray,
-    block_features: int = 512,
+    block_features: int | None = None,
     features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Field B x for a batch x (b, n) without ever holding B: returns (re, im), float32 (b, m).
 
     Walks the features (all of them, or only ``features`` (k,) indices, e.g. the lit ones) in
-    blocks of ``block_features`` rows of W, each generated, multiplied and dropped; the last block
-    is padded (with zero inputs) so every block has the same shape and one compilation serves
-    all. Peak memory is a few W blocks (``block_features * 2m * 4`` bytes each), independent of n.
-    Equal to the dense product up to the float32 summation order.
+    blocks of ``block_features`` rows of W (default :func:`w_block_rows`: about W_BLOCK_BYTES, so
+    that a block is multiplied while it is in cache), each generated, multiplied and dropped; the
+    last block is padded (with zero inputs) so every block has the same shape and one compilation
+    serves all. Peak memory is a few W blocks (``block_features * 2m * 4`` bytes each),
+    independent of n. Equal to the dense product up to the float32 summation order.
     """
     x = np.asarray(x, dtype=np.float32)
     m = tm.shape[0]
     order = np.arange(x.shape[1]) if features is None else np.asarray(features, dtype=np.int64)
     if features is None:
         order = order[x.any(axis=0)]  # dark features contribute nothing: skip generating them
-    acc = jnp.zeros((x.shape[0], 2 * m), dtype=jnp.float32)
+    acc = np.zeros((x.shape[0], 2 * m), dtype=np.float32)
+    if block_features is None:
+        block_features = w_block_rows(m, 1 << 16)
     block = max(1, min(block_features, order.size))
-    for lo in range(0, order.size, block):
-        ids = order[lo : lo + block]
-        xs = np.zeros((x.shape[0], block), dtype=np.float32)
-        xs[:, : ids.size] = x[:, ids]
-        padded = np.zeros(block, dtype=np.int64)
-        padded[: ids.size] = ids
-        acc = acc + _field_from_w(jnp.asarray(xs), tm.w_rows(padded))
-        # JAX dispatches asynchronously: without this wait the loop would queue every block's
-        # generation at once and memory would grow with n instead of staying bounded.
-        acc.block_until_ready()
+    n_blocks = -(-order.size // block)
+    ids = np.zeros(n_blocks * block, dtype=np.int64)
+    ids[: order.size] = order
+    xs = np.zeros((x.shape[0], n_blocks * block), dtype=np.float32)
+    xs[:, : order.size] = x[:, order]
+    mirrors = tm.mirror_ids[ids]
+    fixed = (tm._key, *tm._pixels2)
+    scale = np.float32(tm.col_scale)
+    for i in range(n_blocks):
+        sl = slice(i * block, (i + 1) * block)
+        acc = _accumulate_field(acc, xs[:, sl], *fixed, mirrors[sl], scale)
+        # JAX dispatches asynchronously: without a wait the loop would queue every block's
+        # generation at once and memory would grow with n instead of staying bounded (waiting
+        # every 8 small blocks keeps a few blocks in flight)
+        if i % 8 == 7:
+            acc.block_until_ready()
     acc = np.asarray(acc)
     return acc[:, :m], acc[:, m:]
 
@@ -259,11 +321,11 @@ class DriftingMedium:
             return
         w = self.w
         if exact_steps:
-            a = jnp.float32(math.exp(-self.step_s / self.tau_s))
+            a = np.float32(math.exp(-self.step_s / self.tau_s))
             for k in range(self.step + 1, target + 1):
                 w = _ou_step(w, self._innovation(k), a)
         else:
-            a = jnp.float32(math.exp(-(target - self.step) * self.step_s / self.tau_s))
+            a = np.float32(math.exp(-(target - self.step) * self.step_s / self.tau_s))
             w = _ou_step(w, self._innovation(target), a)
         self._w = w
         self.step = target

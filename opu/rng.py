@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -42,7 +43,7 @@ def threefry_key(seed: int, stream: Stream, sub: int = 0) -> jnp.ndarray:
     w0, w1 = threefry2x32(
         base, np.asarray([int(stream)], dtype=np.uint32), np.asarray([sub & 0xFFFFFFFF], dtype=np.uint32)
     )
-    return jnp.asarray(np.concatenate([w0, w1]))
+    return jax.device_put(np.concatenate([w0, w1]))
 
 
 #: Threefry-2x32 rotation constants and key-schedule parity (Salmon et al. 2011, Random123)
