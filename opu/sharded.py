@@ -33,9 +33,20 @@ from jax.sharding import PartitionSpec as P
 
 from .medium import TransmissionMatrix, _w_rows
 
-#: default tile sizes: a W tile is 512 x 2 x 1024 float32 = 4 MiB (fits a CPU's L2/L3 share)
+#: default tile sizes on CPUs: a W tile is 512 x 2 x 1024 float32 = 4 MiB (fits a CPU's cache share)
 TILE_PIXELS = 1024
 TILE_FEATURES = 512
+#: on accelerators: 2048 x 2 x 16384 float32 = 256 MiB tiles keep the GEMMs large
+ACCEL_TILE_PIXELS = 16384
+ACCEL_TILE_FEATURES = 2048
+
+
+def default_tiles(mesh: Mesh) -> tuple[int, int]:
+    """(tile_pixels, tile_features) for the mesh's platform (results are bit-identical across device
+    counts for the same tiles; CPU and GPU tiles differ, and so may the last float32 bit)."""
+    if mesh.devices.flat[0].platform == "cpu":
+        return TILE_PIXELS, TILE_FEATURES
+    return ACCEL_TILE_PIXELS, ACCEL_TILE_FEATURES
 _AXIS = "px"
 
 
@@ -131,17 +142,19 @@ def sharded_field(
     tm: TransmissionMatrix,
     x: np.ndarray,
     mesh: Mesh | None = None,
-    tile_pixels: int = TILE_PIXELS,
-    tile_features: int = TILE_FEATURES,
+    tile_pixels: int | None = None,
+    tile_features: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Field B x of the i.i.d. medium ``tm`` for a batch x (b, n), sharded over the devices of
     ``mesh`` (default: all): returns (re, im), float32 (b, m), as numpy on the host.
 
     Only the lit features (columns of x with a non-zero entry) are generated. Bit-identical for
-    any number of devices with the same tile sizes; equal to :func:`opu.medium.streamed_field` up
-    to the float32 summation order.
+    any number of devices with the same tile sizes (default: :func:`default_tiles`); equal to
+    :func:`opu.medium.streamed_field` up to the float32 summation order.
     """
     mesh = make_mesh() if mesh is None else mesh
+    dp, df = default_tiles(mesh)
+    tile_pixels, tile_features = tile_pixels or dp, tile_features or df
     x = np.asarray(x, dtype=np.float32)
     m = tm.shape[0]
     sp = plan(m, mesh.devices.size, tile_pixels, tile_features)
@@ -169,12 +182,14 @@ def compiled_memory(
     batch: int,
     n_lit: int,
     mesh: Mesh | None = None,
-    tile_pixels: int = TILE_PIXELS,
-    tile_features: int = TILE_FEATURES,
+    tile_pixels: int | None = None,
+    tile_features: int | None = None,
 ) -> dict[str, int | None]:
     """XLA's own memory figures of the compiled per-device program, bytes (None where the
     backend does not report them): arguments, outputs and temporaries of one device."""
     mesh = make_mesh() if mesh is None else mesh
+    dp, df = default_tiles(mesh)
+    tile_pixels, tile_features = tile_pixels or dp, tile_features or df
     sp = plan(tm.shape[0], mesh.devices.size, tile_pixels, tile_features)
     n_blocks = max(1, math.ceil(n_lit / tile_features))
     args = (
