@@ -80,3 +80,12 @@ def test_worker_environment_limits_threads_and_gpu_memory():
     gpu = worker_env(_spec(gpus_per_trial=0.25, jax_threads=None))
     assert float(gpu["XLA_PYTHON_CLIENT_MEM_FRACTION"]) == pytest.approx(0.2375, abs=1e-3)
     assert "XLA_FLAGS" not in gpu and "JAX_PLATFORMS" not in gpu
+
+
+def test_the_shipped_example_spec_is_valid():
+    from pathlib import Path
+
+    import host.sweep
+
+    spec = load_spec(Path(host.sweep.__file__).with_name("example_read_noise.yaml"))
+    assert len(spec.trials()) == 12 and spec.x_key == "device.camera.read_noise_e"
