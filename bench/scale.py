@@ -17,6 +17,8 @@ Keys (goals in brackets):
   (sharded over them), batch 8 half lit, noisy 8-bit frames; null without a GPU.
 * ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings, one after the other in
   this process vs ``opu sweep`` on a local Ray instance with 2 workers.
+* ``--only trainer`` (not run by default, ~6.5 GiB): optical DFA through the full-size device with a
+  sensor-wide hidden layer (smoke run: ``trainer_full_size_*``).
 
 Each section runs in its own child process (clean peak memory; XLA's host device count must be
 set before JAX loads). The machine load (``os.getloadavg``) is recorded with every timing.
@@ -228,8 +230,32 @@ def section_sweep(args) -> dict:
     }
 
 
-SECTIONS = {"full": section_full, "kernel": section_kernel, "shard": section_shard, "gpu": section_gpu,
-            "sweep": section_sweep}
+def section_trainer(args) -> dict:
+    """Smoke run (not in the default list: ~6.5 GiB): optical DFA on digits through the full-size
+    structured device, one hidden layer as wide as the sensor (2,073,600 units), 16 samples, 1 epoch."""
+    import opu
+    from host.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = Path(tmp) / "full.json"
+        dev.write_text(opu.realistic(seed=0, full_size=True).replace(
+            medium={"drift_time_constant_s": None}).model_dump_json())
+        cfg = TrainConfig(mode="optical-dfa", dataset="digits", hidden=(M_FULL,), batch_size=8,
+                          max_train_samples=16, epochs=1, alignment_batch=8, device=f"sim:{dev}", seed=0)
+        t0 = time.perf_counter()
+        res = train(cfg, Path(tmp) / "run", progress=False)
+        wall = time.perf_counter() - t0
+    f = res.final
+    return {"trainer_full_size_ok": True, "trainer_full_size_wall_s": round(wall, 1),
+            "trainer_full_size_frames": f["frames_total"],
+            "trainer_full_size_test_accuracy": f["test_accuracy"],
+            "trainer_full_size_peak_gib": round(_peak_gib(), 2), "load_avg_trainer": _load()}
+
+
+#: sections run by default (``trainer`` only with --only trainer)
+DEFAULT = ["full", "kernel", "shard", "gpu", "sweep"]
+SECTIONS = {"trainer": section_trainer, "full": section_full, "kernel": section_kernel,
+            "shard": section_shard, "gpu": section_gpu, "sweep": section_sweep}
 
 
 def _child(name: str, args: argparse.Namespace) -> dict:
@@ -277,7 +303,7 @@ def main() -> int:
     path = RESULTS / "scale.json"
     result = json.loads(path.read_text()) if args.only and path.is_file() else {}
     result.update({"quick": args.quick, "cpu_count": os.cpu_count(), "load_avg_start": _load()})
-    for name in args.only or list(SECTIONS):
+    for name in args.only or DEFAULT:
         print(f"[scale] {name} ...", flush=True)
         result.update(_child(name, args))
         path.write_text(json.dumps(result, indent=1))

@@ -46,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as err:
         print(f"opu sweep: {err}", file=sys.stderr)
         return 2
-    report = run_sweep(spec, args.out, ray_address=args.ray_address, workers=args.workers)
+    try:
+        report = run_sweep(spec, args.out, ray_address=args.ray_address, workers=args.workers)
+    except SpecError as err:
+        print(f"opu sweep: {err}", file=sys.stderr)
+        return 2
     print(f"done: {report.ok} of {report.total} trials ok ({report.skipped} skipped as already finished); "
           f"table {report.files['csv']}, summary {report.files['png']}")
     for row in report.failed:

@@ -25,6 +25,7 @@ from typing import Any
 
 from .spec import SweepSpec, trial_id
 from .table import append_row, finished_ids, plot_summary, read_rows, summarize, write_csv
+from .trial import check_trials
 
 #: Ray's object store for a local instance: trials exchange only small rows
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
@@ -146,7 +147,8 @@ def _run_on_ray(
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources),
         param_space={"trial": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent or workers, reuse_actors=False),
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent or workers,
+                                     reuse_actors=True),  # a worker keeps its JAX compilation cache
         run_config=tune.RunConfig(
             name="tune",
             storage_path=str(out / "ray"),
@@ -175,6 +177,7 @@ def run_sweep(
     ``ray_address``: an existing Ray cluster (``ray://host:10001`` or ``host:6379``); None starts a
     local Ray instance with ``workers`` CPUs (default: all) and stops it at the end.
     """
+    check_trials(spec)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(spec.model_dump_json(indent=1))

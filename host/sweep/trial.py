@@ -17,7 +17,7 @@ from typing import Any
 
 import opu
 
-from .spec import SweepSpec
+from .spec import SpecError, SweepSpec
 
 
 def device_config(spec: SweepSpec, params: dict[str, Any]) -> opu.OPUConfig:
@@ -47,6 +47,17 @@ def train_config(spec: SweepSpec, params: dict[str, Any], device_uri: str) -> An
             else:
                 fields[name] = value
     return TrainConfig.model_validate({**fields, "device": device_uri})
+
+
+def check_trials(spec: SweepSpec) -> None:
+    """Build every trial's device and training configuration before anything runs: a value out of
+    range (e.g. ``epochs: 0``, a negative read noise) is a :class:`SpecError` naming the trial."""
+    for params in spec.trials():
+        try:
+            device_config(spec, params)
+            train_config(spec, params, "sim")
+        except ValueError as err:
+            raise SpecError(f"trial {params or '(base)'} is invalid:\n{err}") from None
 
 
 def run_trial(

@@ -62,6 +62,14 @@ def test_load_spec_errors(tmp_path):
         load_spec(bad)
 
 
+def test_out_of_range_trial_values_are_rejected_before_running(tmp_path):
+    from host.sweep import run_sweep
+
+    with pytest.raises(SpecError, match="read_noise_e"):
+        run_sweep(_spec(grid={"device.camera.read_noise_e": [1.0, -5.0]}), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_trial_device_and_training_configuration():
     spec = _spec(device={"preset": "realistic", "changes": {"medium": {"drift_time_constant_s": None}}})
     params = {"device.camera.read_noise_e": 7.5, "device.seed": 3, "train.seed": 2,
@@ -89,3 +97,15 @@ def test_the_shipped_example_spec_is_valid():
 
     spec = load_spec(Path(host.sweep.__file__).with_name("example_read_noise.yaml"))
     assert len(spec.trials()) == 12 and spec.x_key == "device.camera.read_noise_e"
+
+
+def test_cli_rejects_a_bad_spec_with_exit_status_2(tmp_path, capsys):
+    from host.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {train.seed: [0]}\ntrain: {epochs: 0}\n")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "epochs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # rejected before anything ran
+    assert main(["sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert "not a file" in capsys.readouterr().err
