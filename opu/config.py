@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import CapacityError
+from .errors import CapacityError, ConfigError
 
 #: Full DMD geometry of the LightOn OPU (lightonml source: 912 rows x 1140 columns).
 DMD_MAX_HEIGHT_MIRRORS = 912
@@ -81,7 +81,16 @@ class DMDConfig(_Frozen):
 
 
 class MediumConfig(_Frozen):
-    """Multiple-scattering medium: transmission matrix statistics and slow drift."""
+    """Multiple-scattering medium: transmission matrix statistics and slow drift.
+
+    ``kind="iid"``: complex Gaussian i.i.d. B generated per entry (exact law, O(n m) per frame);
+    ``kind="structured"``: B from FFTs and random phase diagonals (:mod:`opu.structured`,
+    O((n + m) log(n + m)) per frame), for full-size devices (docs/physics.md lists what it preserves).
+    """
+
+    kind: Literal["iid", "structured"] = Field(
+        "iid", description="transmission matrix model: exact i.i.d. Gaussian or structured (FFT x phases)"
+    )
 
     drift_time_constant_s: float | None = Field(
         None, gt=0, description="tau of corr(B(0), B(t)) = exp(-t/tau); None = static medium"
@@ -284,8 +293,23 @@ def noiseless(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
     )
 
 
-def realistic(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
-    """The documented default device (values and sources in docs/physics.md, "Presets")."""
+def realistic(
+    seed: int = 0,
+    n_outputs: int | None = None,
+    full_size: bool = False,
+    medium_kind: Literal["iid", "structured"] | None = None,
+) -> OPUConfig:
+    """The documented default device (values and sources in docs/physics.md, "Presets").
+
+    ``n_outputs`` (default 4096) is the size of a centred camera ROI. ``full_size=True`` gives the
+    whole 1080 x 1920 sensor as the ROI (m = 2,073,600; the full 912 x 1140 DMD is always there) and
+    the structured medium unless ``medium_kind`` says otherwise.
+    """
+    if full_size and n_outputs is not None:
+        raise ConfigError(
+            f"realistic(full_size=True) uses the whole sensor; do not also pass n_outputs={n_outputs}"
+        )
+    kind = medium_kind or ("structured" if full_size else "iid")
     camera = CameraConfig(
         exposure_us=400.0,
         frame_time_us=500.0,
@@ -300,9 +324,17 @@ def realistic(seed: int = 0, n_outputs: int = 4096) -> OPUConfig:
         dsnu_e=10.0,
         bit_depth=8,
     )
-    return OPUConfig(
+    cfg = OPUConfig(
         seed=seed,
-        medium=MediumConfig(drift_time_constant_s=3600.0, drift_step_s=10.0),
+        medium=MediumConfig(kind=kind, drift_time_constant_s=3600.0, drift_step_s=10.0),
         laser=LaserConfig(photons_per_mirror_us=5.0e-3, power_fluctuation_rel=0.005),
         camera=camera,
-    ).with_outputs(n_outputs)
+    )
+    if full_size:
+        return cfg.replace(camera={"roi": full_sensor_roi(cfg.camera).model_dump()})
+    return cfg.with_outputs(4096 if n_outputs is None else n_outputs)
+
+
+def full_sensor_roi(camera: CameraConfig) -> Roi:
+    """The ROI covering the whole sensor of ``camera``."""
+    return Roi(row=0, col=0, height_px=camera.sensor_height_px, width_px=camera.sensor_width_px)

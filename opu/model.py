@@ -29,6 +29,8 @@ from .config import OPUConfig
 from .dmd import as_pattern_batch, feature_mirror_ids
 from .errors import ConfigError
 from .medium import DriftingMedium, RecoveredMedium, TransmissionMatrix, streamed_field
+from .sharded import sharded_field
+from .structured import StructuredMedium
 from .timing import DeviceClock
 
 #: Dense W above this size switches ``tm_mode="auto"`` to streaming.
@@ -86,8 +88,10 @@ class Simulator:
         Number of input features n; each is one macro-pixel of the DMD input ROI.
     tm_mode:
         ``"dense"`` keeps W = [Re B^T | Im B^T] (8 n m bytes) for speed; ``"streamed"`` regenerates
-        B in feature blocks at every call (bounded memory, no drift); ``"auto"`` picks dense below
-        4 GiB.
+        B in feature blocks at every call (bounded memory, no drift); ``"sharded"`` regenerates it
+        in tiles sharded over camera pixels across all JAX devices (:mod:`opu.sharded`, no drift);
+        ``"auto"`` picks dense below 4 GiB. Ignored (set to ``"structured"``) when
+        ``config.medium.kind == "structured"``.
     medium:
         Optional :class:`opu.medium.RecoveredMedium`: the transmission matrix is taken from it (by
         absolute pixel and mirror id) instead of being generated from the seed, e.g. a matrix
@@ -104,7 +108,7 @@ class Simulator:
         self,
         config: OPUConfig,
         n_features: int,
-        tm_mode: Literal["auto", "dense", "streamed"] = "auto",
+        tm_mode: Literal["auto", "dense", "streamed", "sharded"] = "auto",
         stream_block_features: int = 512,
         medium: RecoveredMedium | None = None,
     ) -> None:
@@ -129,12 +133,16 @@ class Simulator:
             self.tm = medium.transmission_matrix(config.seed, pixel_ids, mirror_ids, macro_area)
             tm_mode = "dense"  # the given matrix is held anyway
         m_ext = pixel_ids.size
+        self.structured = config.medium.kind == "structured"
+        self._requested_tm_mode = tm_mode  # kept for reconfigure (a structured device ignores it)
+        if tm_mode not in ("auto", "dense", "streamed", "sharded"):
+            raise ConfigError(f"tm_mode must be 'auto', 'dense', 'streamed' or 'sharded', got {tm_mode!r}")
+        if self.structured:
+            tm_mode = "structured"
         dense_bytes = 8 * m_ext * self.n_features
         if tm_mode == "auto":
             tm_mode = "dense" if dense_bytes <= DENSE_LIMIT_BYTES else "streamed"
-        if tm_mode not in ("dense", "streamed"):
-            raise ConfigError(f"tm_mode must be 'auto', 'dense' or 'streamed', got {tm_mode!r}")
-        if tm_mode == "streamed" and config.medium.drift_time_constant_s is not None:
+        if tm_mode in ("streamed", "sharded") and config.medium.drift_time_constant_s is not None:
             raise ConfigError(
                 "a drifting medium needs the dense transmission matrix (tm_mode='dense', "
                 f"{dense_bytes / 2**30:.1f} GiB); set medium.drift_time_constant_s=None to stream"
@@ -142,7 +150,14 @@ class Simulator:
         self.tm_mode = tm_mode
         self._lit_entries = 0  # W entries generated on demand so far (see _use_lit_columns)
         self.stream_block_features = int(stream_block_features)
-        self.medium = DriftingMedium(self.tm, config.medium.drift_time_constant_s, config.medium.drift_step_s)
+        med = config.medium
+        if self.structured:
+            self.medium: DriftingMedium | StructuredMedium = StructuredMedium(
+                config.seed, self.n_features, m_ext, config.dmd.macro_pixel_mirrors**2,
+                med.drift_time_constant_s, med.drift_step_s,
+            )
+        else:
+            self.medium = DriftingMedium(self.tm, med.drift_time_constant_s, med.drift_step_s)
         self.camera = Camera(cam, config.seed)
         self.clock = DeviceClock(electrical_power_w=config.electrical_power_w)
         if self._halo:
@@ -170,7 +185,7 @@ class Simulator:
         )
         if not same_optics:
             clock = self.clock
-            self.__init__(config, self.n_features, self.tm_mode, self.stream_block_features,
+            self.__init__(config, self.n_features, self._requested_tm_mode, self.stream_block_features,
                           self.recovered_medium)
             self.clock = clock
             self.clock.electrical_power_w = config.electrical_power_w
@@ -222,12 +237,16 @@ class Simulator:
 
     def _field(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m_ext = self.tm.shape[0]
-        if self._use_lit_columns(x):
+        if self.structured:
+            re, im = self.medium.field(x)
+        elif self._use_lit_columns(x):
             lit = np.flatnonzero(x.any(axis=0))
             self._lit_entries += lit.size * m_ext
             re, im = streamed_field(self.tm, x, LIT_BLOCK_FEATURES, features=lit)
         elif self.tm_mode == "dense":
             re, im = _field_parts(x.astype(np.float32), self.medium.w, m_ext)
+        elif self.tm_mode == "sharded":
+            re, im = sharded_field(self.tm, x)
         else:
             re, im = streamed_field(self.tm, x, self.stream_block_features)
         if self._halo:
@@ -245,6 +264,8 @@ class Simulator:
 
     def _intensity(self, x: np.ndarray) -> jnp.ndarray:
         """|Bx|^2 (b, m) float32, left on the JAX device for the camera kernel."""
+        if self.structured and not self._halo:
+            return self.medium.intensity(x)
         if self.tm_mode == "dense" and not self._halo and not self._use_lit_columns(x):
             b = x.shape[0]
             # converted on the host and short batches padded to a few row counts: eager device

@@ -30,6 +30,8 @@ class Stream(IntEnum):
     LASER = 0x4C41  # "LA"
     PRNU = 0x5052  # "PR"
     DSNU = 0x4453  # "DS"
+    STRUCTURED = 0x5354  # "ST": phase diagonals of the structured medium (opu.structured)
+    STRUCTURED_DRIFT = 0x5344  # "SD": their drift increments
 
 
 def threefry_key(seed: int, stream: Stream, sub: int = 0) -> jnp.ndarray:

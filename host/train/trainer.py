@@ -308,6 +308,8 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
 
 def _evaluate(steps: Steps, params, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> tuple[float, float]:
     loss, correct = 0.0, 0
+    # wide networks (a full-sensor hidden layer: 2 M units) evaluate in chunks of ~256 MiB per layer
+    chunk = max(1, min(chunk, 2**26 // max(steps.net.hidden_sizes, default=1)))
     for lo in range(0, x.shape[0], chunk):
         lsum, c = steps.evaluate(params, jnp.asarray(x[lo : lo + chunk]), jnp.asarray(y[lo : lo + chunk]))
         loss += float(lsum)
