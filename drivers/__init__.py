@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import lightonml_device as _lightonml  # noqa: F401  (registers "lightonml"; imports lightonml lazily)
 from . import sim as _sim  # noqa: F401  (importing it registers the "sim" backend)
 from . import twin as _twin  # noqa: F401  (importing it registers the "twin" backend)
 from . import visa as _visa  # noqa: F401  (importing it registers the "visa" backend)
-from . import lightonml_device as _lightonml  # noqa: F401  (registers "lightonml"; imports lightonml lazily)
 from .base import CameraRoi, Device, DeviceIdentity, DeviceSettings, DeviceStatus, InputRoi
 from .errors import (
     DeviceBusy,
