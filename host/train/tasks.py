@@ -137,7 +137,8 @@ def build_task(cfg) -> ImageTask | GraphTask:
     if cfg.model == "cnn":
         if data.image_shape is None:
             raise TaskError(f"--model cnn needs images; dataset {cfg.dataset!r} has none")
-        model = cnn(data.image_shape, data.n_classes, cfg.channels, cfg.dense_width, cfg.act)
+        model = cnn(data.image_shape, data.n_classes, cfg.channels, cfg.dense_width, cfg.act,
+                    conv_points=cfg.cnn_feedback == "blocks")
     else:
         model = mlp(cfg.hidden, data.n_classes, cfg.act)
     return ImageTask(data, model, cfg.batch_size, cfg.alignment_batch)

@@ -65,6 +65,8 @@ class TrainConfig(BaseModel):
     hidden: tuple[int, ...] = Field((256, 256), description="mlp: hidden widths")
     channels: tuple[int, ...] = Field((32, 64), description="cnn: channels of the conv blocks")
     dense_width: int = Field(128, ge=1, description="cnn: width of the dense layer")
+    cnn_feedback: Literal["blocks", "dense"] = Field(
+        "blocks", description="cnn: feedback points after every block, or after the dense layer only")
     gcn_hidden: int = Field(16, ge=1, description="gcn: hidden units")
     graph_steps_per_epoch: int = Field(10, ge=1, description="gcn: full-batch steps per epoch")
     activation: Literal["tanh", "relu"] | None = Field(None, description="None: tanh (mlp), relu (cnn, gcn)")
@@ -105,6 +107,7 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)
     exposure: dict | None = None
     wall_s: float = 0.0
+    points: list[dict] = field(default_factory=list)  # the feedback points: name, per-sample shape, size
 
     @property
     def final(self) -> dict:
@@ -185,7 +188,7 @@ def train(
     if resume:
         (params, opt_state, aux), meta = checkpoint.load(ckpt_path, (params, opt_state, aux))
     start_epoch = int(meta.get("epoch", 0))
-    result = TrainResult(cfg, out)
+    result = TrainResult(cfg, out, points=layout.as_dict())
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
     try:

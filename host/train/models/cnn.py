@@ -49,6 +49,10 @@ class ConvNet:
     n_classes: int = 10
     activation: str = "relu"
     kernel_size: int = 3
+    conv_points: bool = True  # False: one feedback point, after the dense layer (conv blocks get no signal)
+    conv_points: bool = (
+        True  # False: a feedback point after the dense layer only (conv blocks get no DFA signal)
+    )
 
     def _std(self, fan_in: int) -> float:
         return math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
@@ -88,9 +92,9 @@ class ConvNet:
         h = x.reshape(x.shape[0], *self.image_shape, 1)
         for i in range(len(self.channels)):
             p = params[f"conv{i + 1}"]
-            h = feedback_point(
-                max_pool(f(linear(conv2d, h, p["w"], f"conv{i + 1}") + p["b"])), f"conv{i + 1}"
-            )
+            h = max_pool(f(linear(conv2d, h, p["w"], f"conv{i + 1}") + p["b"]))
+            if self.conv_points:
+                h = feedback_point(h, f"conv{i + 1}")
         h = h.reshape(h.shape[0], -1)
         h = feedback_point(
             f(linear(jnp.matmul, h, params["dense"]["w"], "dense") + params["dense"]["b"]), "dense"
@@ -104,6 +108,7 @@ def cnn(
     channels: Sequence[int] = (32, 64),
     dense_width: int = 128,
     activation: str = "relu",
+    conv_points: bool = True,
 ) -> ConvNet:
     """A :class:`ConvNet` for grey images of ``image_shape`` (H, W)."""
     if activation not in ACTIVATIONS:
@@ -121,4 +126,5 @@ def cnn(
         int(dense_width),
         int(n_classes),
         activation,
+        conv_points=bool(conv_points),
     )
