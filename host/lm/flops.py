@@ -66,6 +66,7 @@ def training_flops_per_token(mode: str, d_model: int, n_blocks: int, context: in
 def parameter_count(d_model: int, n_blocks: int, context: int, vocab: int) -> dict[str, int]:
     """Parameters: ``non_embedding`` (the blocks, Kaplan's N) and ``total``."""
     d = d_model
-    block = 3 * d * d + 3 * d + d * d + d + 4 * d * d + 4 * d + 4 * d * d + d + 4 * d  # attn, mlp, 2 LN
+    # QKV and output projection (no biases), MLP weights and biases, two LayerNorms (gain, bias)
+    block = 3 * d * d + d * d + (4 * d * d + 4 * d) + (4 * d * d + d) + 4 * d
     non_emb = n_blocks * block + 2 * d + d * vocab  # final LN and unembedding
     return {"non_embedding": non_emb, "total": non_emb + vocab * d + context * d}

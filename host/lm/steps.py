@@ -55,8 +55,9 @@ class LMSteps:
     """Compiled step functions for one Transformer shape, optimizer and feedback scale."""
 
     def __init__(self, cfg: tf.TransformerConfig, optimizer: optax.GradientTransformation,
-                 feedback_scale: float) -> None:
+                 feedback_scale: float, shared_feedback: bool = False) -> None:
         self.cfg = cfg
+        self.shared = bool(shared_feedback)
         self.opt = optimizer
         self.scale = float(feedback_scale)
         self.bp_step = jax.jit(self._bp_step)
@@ -68,8 +69,8 @@ class LMSteps:
 
     @property
     def n_feedback(self) -> int:
-        """Feedback outputs per token: one d_model slice per block."""
-        return self.cfg.n_blocks * self.cfg.d_model
+        """Feedback outputs per token: one d_model slice per block (one for all blocks when shared)."""
+        return self.cfg.d_model if self.shared else self.cfg.n_blocks * self.cfg.d_model
 
     # ------------------------------------------------------------------ losses
     def _loss(self, params, tokens, point=None):
@@ -83,7 +84,7 @@ class LMSteps:
         names = self.cfg.point_names
 
         def point(a, name):
-            i = names.index(name)
+            i = 0 if self.shared else names.index(name)
             sig = feedback[..., i * d : (i + 1) * d] * (self.scale / n_tokens)
             if sig.shape != a.shape:
                 raise ValueError(f"feedback point {name!r}: signal {sig.shape} != activation {a.shape}")

@@ -74,6 +74,12 @@ class LMConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: str = "sim"
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    body_lr_scale: float = Field(
+        0.1, gt=0, description="DFA modes: learning rate of the blocks and embeddings (trained by the "
+        "feedback) relative to `lr`, which the head keeps (Launay et al. 2020 train DFA bodies slower)")
+    shared_feedback: bool = Field(
+        False, description="one d_model projection fed to every block (residual-stream DFA) instead of "
+        "an independent slice per block")
 
     def transformer(self) -> tf.TransformerConfig:
         return tf.TransformerConfig(self.d_model, self.n_blocks, self.n_heads, self.context,
@@ -107,8 +113,17 @@ class LMResult:
 
 
 def make_optimizer(cfg: LMConfig) -> optax.GradientTransformation:
-    adam = optax.adam(cfg.lr)
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam) if cfg.grad_clip else adam
+    """Adam (optionally after a global-norm clip); in DFA modes the body may use a scaled rate."""
+    def one(lr: float) -> optax.GradientTransformation:
+        adam = optax.adam(lr)
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam) if cfg.grad_clip else adam
+
+    if cfg.mode not in ("dfa", "optical-dfa") or cfg.body_lr_scale == 1.0:
+        return one(cfg.lr)
+    head = ("ln_f_g", "ln_f_b", "unembed")
+    labels = lambda p: {k: jax.tree_util.tree_map(lambda _, k=k: "head" if k in head else "body", v)  # noqa: E731
+                        for k, v in p.items()}
+    return optax.multi_transform({"head": one(cfg.lr), "body": one(cfg.lr * cfg.body_lr_scale)}, labels)
 
 
 def read_metrics(out_dir: str | Path) -> list[dict]:
@@ -170,7 +185,8 @@ def train_lm(
     params = tf.init(tcfg, k_init)
     opt = make_optimizer(cfg)
     opt_state = opt.init(params)
-    steps = LMSteps(tcfg, opt, fan_in_scale(cfg.feedback.normalization, tcfg.vocab, tcfg.d_model))
+    steps = LMSteps(tcfg, opt, fan_in_scale(cfg.feedback.normalization, tcfg.vocab, tcfg.d_model),
+                    cfg.shared_feedback)
     meta: dict = {}
     if resume:
         (params, opt_state), meta = checkpoint.load(ckpt_path, (params, opt_state))
