@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-sweep", action="store_true", help="skip the frontier sweep")
     ap.add_argument("--device", default="sim")
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--shared-feedback", action="store_true")
+    ap.add_argument("--body-lr-scale", type=float, default=0.1,
+                    help="DFA modes: learning rate of the blocks relative to the head's")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dfa_transformer.json"))
     ap.add_argument("--runs-dir", default=None, help="keep the run directories here (default: temporary)")
     args = ap.parse_args(argv)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda m: (lambda s: print(f"[{m}] {s}", flush=True))  # noqa: E731
     for mode in args.modes.split(","):
         cfg = LMConfig(mode=mode, steps=steps, eval_every=eval_every, lr=lr, seed=0, device=args.device,
-                       shared_feedback=args.shared_feedback, **main_shape)
+                       body_lr_scale=args.body_lr_scale, **main_shape)
         t0 = time.perf_counter()
         res = train_lm(cfg, runs / f"main_{mode}", progress=False, log=say(mode), corpus=corpus)
         st = [r["step_time_ms"] for r in res.metrics]
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = runs / f"sweep_{mode}_d{d}_L{blocks}"
                 cfg = LMConfig(mode=mode, steps=sweep_steps, eval_every=max(sweep_steps // 10, 1), lr=lr,
                                seed=0, d_model=d, n_blocks=blocks, n_heads=4, context=main_shape["context"],
-                               batch_size=main_shape["batch_size"], shared_feedback=args.shared_feedback)
+                               batch_size=main_shape["batch_size"], body_lr_scale=args.body_lr_scale)
                 train_lm(cfg, out, progress=False, log=say(f"sweep {mode} d{d} L{blocks}"), corpus=corpus)
                 dirs.append(out)
         png = Path(args.out).with_name("dfa_transformer_frontier.png")
@@ -110,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         "frontier_exponent_dfa": (frontier["flops"]["dfa"] or {}).get("alpha") if frontier else None,
         "frontier": frontier,
         "setup": {**main_shape, "steps": steps, "lr": lr, "seed": 0, "device": args.device,
-                  "shared_feedback": args.shared_feedback, "quick": args.quick, "sweep": sweep,
+                  "body_lr_scale": args.body_lr_scale, "quick": args.quick, "sweep": sweep,
                   "sweep_steps": sweep_steps, "corpus": corpus.describe(),
-                  "jax_backend": jax.default_backend(), "machine": platform.processor() or platform.machine()},
+                  "jax_backend": jax.default_backend(),
+                  "machine": platform.processor() or platform.machine()},
         "modes": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     print(f"{'mode':12s} {'bpc':>7s} {'step ms':>8s} {'frames':>9s} {'device s':>9s}")
     for m, r in results.items():
-        print(f"{m:12s} {r['heldout_bpc']:7.3f} {r['step_time_ms']:8.1f} {r['frames']:9d} {r['device_time_s']:9.1f}")
+        print(f"{m:12s} {r['heldout_bpc']:7.3f} {r['step_time_ms']:8.1f} {r['frames']:9d} "
+              f"{r['device_time_s']:9.1f}")
     print(f"unigram {unigram:.3f} bpc")
     if "dfa" in bpc and "shallow" in bpc:
         print(f"dfa - shallow = {bpc['dfa'] - bpc['shallow']:+.3f} bpc (goal <= -0.3)")

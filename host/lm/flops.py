@@ -48,7 +48,8 @@ def forward_flops_per_token(d_model: int, n_blocks: int, context: int, vocab: in
     return float(L * (24 * d * d + 4 * T * d) + 2 * d * V)
 
 
-def training_flops_per_token(mode: str, d_model: int, n_blocks: int, context: int, vocab: int) -> FlopsPerToken:
+def training_flops_per_token(mode: str, d_model: int, n_blocks: int, context: int,
+                             vocab: int) -> FlopsPerToken:
     """Forward, backward and feedback FLOPs per token for ``mode`` (see the module docstring)."""
     d, L, V = d_model, n_blocks, vocab
     fwd = forward_flops_per_token(d_model, n_blocks, context, vocab)

@@ -26,7 +26,7 @@ def _identity_point(a: jnp.ndarray, name: str) -> jnp.ndarray:
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """Shape of the model: ``d_model`` (divisible by ``n_heads``), ``n_blocks``, ``context`` T, ``vocab`` V."""
+    """Model shape: ``d_model`` (divisible by ``n_heads``), ``n_blocks``, ``context`` T, ``vocab`` V."""
 
     d_model: int = 128
     n_blocks: int = 4

@@ -43,7 +43,7 @@ from host.train.feedback import DigitalFeedback, FeedbackConfig, OpticalFeedback
 from . import corpus as corpus_mod
 from . import flops as flops_mod
 from . import model as tf
-from .steps import LMSteps, fan_in_scale
+from .steps import LMSteps, lm_batch
 
 MODES = ("bp", "dfa", "optical-dfa", "shallow")
 CHECKPOINT, METRICS, CONFIG, CURVES = "checkpoint.npz", "metrics.jsonl", "config.json", "curves.png"
@@ -77,9 +77,6 @@ class LMConfig(BaseModel):
     body_lr_scale: float = Field(
         0.1, gt=0, description="DFA modes: learning rate of the blocks and embeddings (trained by the "
         "feedback) relative to `lr`, which the head keeps (Launay et al. 2020 train DFA bodies slower)")
-    shared_feedback: bool = Field(
-        False, description="one d_model projection fed to every block (residual-stream DFA) instead of "
-        "an independent slice per block")
 
     def transformer(self) -> tf.TransformerConfig:
         return tf.TransformerConfig(self.d_model, self.n_blocks, self.n_heads, self.context,
@@ -185,8 +182,7 @@ def train_lm(
     params = tf.init(tcfg, k_init)
     opt = make_optimizer(cfg)
     opt_state = opt.init(params)
-    steps = LMSteps(tcfg, opt, fan_in_scale(cfg.feedback.normalization, tcfg.vocab, tcfg.d_model),
-                    cfg.shared_feedback)
+    steps = LMSteps(tcfg, opt, cfg.feedback.normalization)
     meta: dict = {}
     if resume:
         (params, opt_state), meta = checkpoint.load(ckpt_path, (params, opt_state))
@@ -285,17 +281,18 @@ def _run_period(cfg, data, steps, feedback, device, params, opt_state, start, st
         for s in range(start, stop):
             starts = corpus_mod.window_starts(data.train.size, cfg.context, cfg.batch_size,
                                               np.random.default_rng([cfg.seed, s]))
-            tokens = jnp.asarray(corpus_mod.windows(data.train, starts, cfg.context))
+            batch = lm_batch(corpus_mod.windows(data.train, starts, cfg.context))
+            st = steps.steps
             if cfg.mode == "bp":
-                params, opt_state, loss = steps.bp_step(params, opt_state, tokens)
-            elif cfg.mode == "shallow":
-                loss, _ = steps.forward_error(params, tokens)
-                params, opt_state = steps.shallow_step(params, opt_state, tokens)
+                params, opt_state, loss, _ = st.bp_step(params, opt_state, batch)
             else:
-                loss, e = steps.forward_error(params, tokens)
-                rng = np.random.default_rng([cfg.seed, s, _ENCODING_STREAM])
-                fb = jnp.asarray(feedback.project(e, rng))  # the one device call of this step
-                params, opt_state = steps.dfa_step(params, opt_state, tokens, fb)
+                loss, _, e, wsum, vjp = st.forward_error(params, batch)
+                if cfg.mode == "shallow":
+                    params, opt_state = st.shallow_step(params, opt_state, vjp, e, wsum)
+                else:
+                    rng = np.random.default_rng([cfg.seed, s, _ENCODING_STREAM])
+                    fb = _project(feedback, e, rng)  # the one device call of this step
+                    params, opt_state = st.dfa_step(params, opt_state, vjp, e, wsum, fb)
             losses.append(loss)
             bar.update(1)
             if s % 10 == 9:
@@ -324,11 +321,19 @@ def _evaluate(cfg, steps, feedback, params, heldout, heldout_chars, align_tokens
         total += float(s)
     out: dict[str, Any] = {"heldout_bpc": total / math.log(2) / heldout_chars, "alignment": None}
     if feedback is not None:
-        _, e = steps.forward_error(params, align_tokens)
-        fb = jnp.asarray(feedback.project(e, np.random.default_rng([cfg.seed, step, _ALIGNMENT_STREAM])))
-        cos = np.asarray(steps.alignment(params, align_tokens, fb), dtype=np.float64)
-        out["alignment"] = [{"block": i, "cos_update": float(c)} for i, c in enumerate(cos)]
+        batch = lm_batch(align_tokens)
+        _, _, e, _, _ = steps.steps.forward_error(params, batch)
+        fb = _project(feedback, e, np.random.default_rng([cfg.seed, step, _ALIGNMENT_STREAM]))
+        cu, cm, _ = (np.asarray(v, dtype=np.float64) for v in steps.steps.alignment(params, batch, fb))
+        out["alignment"] = [{"block": i, "point": n, "cos_update": float(cu[i]),
+                             "cos_token_mean": float(cm[i])} for i, n in enumerate(steps.layout.names)]
     return out
+
+
+def _project(feedback, e: jnp.ndarray, rng: np.random.Generator) -> jnp.ndarray:
+    """Project the per-token errors e (b, T, V) in one call: (b·T, V) rows -> (b, T, m)."""
+    b, t, v = e.shape
+    return jnp.asarray(feedback.project(np.asarray(e).reshape(b * t, v), rng)).reshape(b, t, -1)
 
 
 def _meta(cfg: LMConfig, step: int, device: Device | None, settings: dict | None) -> dict:
@@ -349,7 +354,8 @@ def _plot(history: list[dict], path: Path, title: str, unigram: float) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     st = [r["step"] for r in history]
     ax[0].plot(st, [r["heldout_bpc"] for r in history], marker="o", label="held-out")
-    ax[0].plot(st, [r["train_loss_nats"] / math.log(2) for r in history], marker=".", label="train (bits/byte)")
+    ax[0].plot(st, [r["train_loss_nats"] / math.log(2) for r in history], marker=".",
+               label="train (bits/byte)")
     ax[0].axhline(unigram, color="grey", ls="--", label="unigram")
     ax[0].set(xlabel="step", ylabel="bits per character")
     if history[-1].get("alignment"):

@@ -12,7 +12,15 @@ import pytest
 
 from host.lm import flops
 from host.lm import model as tf
-from host.lm.steps import LMSteps
+from host.lm.steps import LMSteps, lm_batch
+
+
+def _dfa_grads(steps: LMSteps, params, tokens, feedback):
+    """DFA gradients through the trainer's machinery: tapped forward, then the VJP with e/W and F."""
+    batch = lm_batch(tokens)
+    _, _, e, wsum, vjp = steps.steps.forward_error(params, batch)
+    b, t = batch.y.shape
+    return steps.steps._dfa_grads(vjp, e, wsum, jnp.asarray(feedback).reshape(b, t, -1))
 
 
 def _cfg(**kw):
@@ -56,7 +64,7 @@ def _gelu(x):  # jax.nn.gelu's default tanh approximation
 def _np_block(p, h, n_heads):
     """Independent numpy forward of one pre-norm block; returns (block output, MLP hidden m)."""
     p = {k: np.asarray(v, np.float64) for k, v in p.items()}
-    b, t, d = h.shape
+    _, t, d = h.shape
     hd = d // n_heads
     qkv = _ln(h, p["ln1_g"], p["ln1_b"]) @ p["qkv"]
     q, k, v = np.split(qkv, 3, axis=-1)
@@ -82,14 +90,15 @@ def test_feedback_point_gives_the_hand_derived_dfa_gradient():
     tokens = rng.integers(0, cfg.vocab, (3, cfg.context + 1))
     b, t = 3, cfg.context
     fb = rng.normal(size=(b * t, cfg.d_model)).astype(np.float32)
-    scale = 0.37
-    steps = LMSteps(cfg, optax.sgd(1.0), scale)
-    grads = steps._dfa_grads(p, jnp.asarray(tokens), jnp.asarray(fb))
+    steps = LMSteps(cfg, optax.sgd(1.0), "fan_in")
+    scale = 1 / math.sqrt(cfg.vocab)
+    grads = _dfa_grads(steps, p, tokens, fb)
 
     h0 = np.asarray(p["tok"], np.float64)[tokens[:, :-1]] + np.asarray(p["pos"], np.float64)[:t]
     h, m = _np_block(p["blocks"][0], h0, cfg.n_heads)
     delta = (scale / (b * t)) * fb.astype(np.float64).reshape(b, t, -1)
-    np.testing.assert_allclose(np.asarray(grads["blocks"][0]["fc2_b"]), delta.sum((0, 1)), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(grads["blocks"][0]["fc2_b"]), delta.sum((0, 1)),
+                               rtol=1e-4, atol=1e-7)
     want_fc2 = np.einsum("bti,btj->ij", m, delta)
     np.testing.assert_allclose(np.asarray(grads["blocks"][0]["fc2"]), want_fc2, rtol=2e-3, atol=1e-6)
 
@@ -110,14 +119,14 @@ def test_feedback_cuts_the_chain_between_blocks():
     rng = np.random.default_rng(1)
     tokens = jnp.asarray(rng.integers(0, cfg.vocab, (2, cfg.context + 1)))
     n = 2 * cfg.context
-    steps = LMSteps(cfg, optax.sgd(1.0), 1.0)
+    steps = LMSteps(cfg, optax.sgd(1.0), "none")
     fb = np.zeros((n, 2 * cfg.d_model), np.float32)
     fb[:, : cfg.d_model] = rng.normal(size=(n, cfg.d_model))
-    g1 = steps._dfa_grads(p, tokens, jnp.asarray(fb))
+    g1 = _dfa_grads(steps, p, tokens, fb)
     assert all(float(jnp.abs(v).max()) == 0.0 for v in jax.tree_util.tree_leaves(g1["blocks"][1]))
     fb2 = fb.copy()
     fb2[:, cfg.d_model :] = rng.normal(size=(n, cfg.d_model))
-    g2 = steps._dfa_grads(p, tokens, jnp.asarray(fb2))
+    g2 = _dfa_grads(steps, p, tokens, fb2)
     for a, c in zip(jax.tree_util.tree_leaves(g1["blocks"][0]), jax.tree_util.tree_leaves(g2["blocks"][0]),
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
