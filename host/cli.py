@@ -18,6 +18,7 @@ COMMANDS = (
     "host.commands.calibrate",
     "host.commands.tm_retrieve",
     "host.commands.sweep",
+    "host.commands.frontier",
 )
 
 

@@ -4,6 +4,7 @@
     opu train --mode optical-dfa --out runs/odfa --epochs 20 --resume     # continue the same run
     opu train --model cnn --mode dfa --dataset fashion-mnist --out runs/cnn_dfa
     opu train --model gcn --mode optical-dfa --dataset csbm --lr 0.01 --weight-decay 5e-4 --out runs/gcn
+    opu train --model transformer --dataset pystdlib --mode optical-dfa --steps 2000 --out runs/lm  # host/lm
 
 Writes OUT/config.json, OUT/metrics.jsonl (one JSON line per epoch), OUT/curves.png and
 OUT/checkpoint.npz (every epoch). Exit status 0 on success, 2 on a bad argument, 3 when the device
@@ -30,6 +31,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from host.commands import train_lm
     from host.train import DATASETS, MODELS, MODES
     from host.train.graphs import GRAPH_DATASETS
 
@@ -41,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="sim",
                    help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
                         '(default: sim)')
-    p.add_argument("--model", choices=MODELS, default="mlp",
+    p.add_argument("--model", choices=(*MODELS, "transformer"), default="mlp",
                    help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph datasets)")
-    p.add_argument("--dataset", choices=(*DATASETS, *GRAPH_DATASETS), default=None,
+    p.add_argument("--dataset", choices=(*DATASETS, *GRAPH_DATASETS, *train_lm.LM_DATASETS), default=None,
                    help="default: digits (mlp, cnn), csbm (gcn)")
     p.add_argument("--data-dir", default=None,
                    help="directory with the IDX files (mnist, fashion-mnist) or NAME.content/NAME.cites "
@@ -86,10 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(0 keeps the device's exposure and macro-pixels)")
     g.add_argument("--alignment-batch", type=int, default=256)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_lm.add_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "transformer":  # its own loop: token windows, bits per character (host/lm)
+        from host.commands import train_lm
+
+        return train_lm.run(args)
     from pydantic import ValidationError
 
     from host.train import (
