@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="bench_lm_")
     runs = Path(args.runs_dir) if args.runs_dir else Path(tmp.name)
     results: dict[str, dict] = {}
+    partial = Path(args.out).with_suffix(".partial.json")
+    partial.parent.mkdir(parents=True, exist_ok=True)
     say = lambda m: (lambda s: print(f"[{m}] {s}", flush=True))  # noqa: E731
     for mode in args.modes.split(","):
         cfg = LMConfig(mode=mode, steps=steps, eval_every=eval_every, lr=lr, seed=0, device=args.device,
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "curve": [(r["step"], r["heldout_bpc"]) for r in res.metrics],
         }
         unigram = res.unigram_bpc
+        partial.write_text(json.dumps({"unigram": unigram, "modes": results}, indent=2, default=float))
     frontier = None
     if not args.no_sweep:
         dirs = []
