@@ -91,9 +91,13 @@ def plan(
 def _tile_field(key, pixel_tile, x_blocks, id_blocks, col_scale):
     """Field of one pixel tile: sum over feature blocks of x_blk @ W_blk, (b, 2 tile_pixels)."""
     b = x_blocks.shape[1]
+    tp = pixel_tile.shape[0]
+    # the generator's (pixel ids twice, quarter turns 0 | 3) layout: W rows are [Re | Im]
+    pixels2 = jnp.concatenate([pixel_tile, pixel_tile])
+    turns2 = jnp.concatenate([jnp.zeros(tp, jnp.uint32), jnp.full(tp, 3, jnp.uint32)])
 
     def body(i, acc):
-        w = _w_rows(key, pixel_tile, id_blocks[i], col_scale)
+        w = _w_rows(key, pixels2, turns2, id_blocks[i], col_scale)
         return acc + x_blocks[i] @ w
 
     acc = jnp.zeros((b, 2 * pixel_tile.shape[0]), jnp.float32)
