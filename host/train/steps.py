@@ -47,6 +47,7 @@ class Steps:
         self.forward_error = jax.jit(self._forward_error)
         self.dfa_step = jax.jit(partial(self._dfa_step, learn_hidden=True))
         self.shallow_step = jax.jit(partial(self._dfa_step, learn_hidden=False))
+        self.dfa_step_private = jax.jit(self._dfa_step_private)  # [privacy seam]
         self.alignment = jax.jit(self._alignment)
         self.evaluate = jax.jit(self._evaluate)
 
@@ -96,6 +97,17 @@ class Steps:
             hidden = [jax.tree_util.tree_map(jnp.zeros_like, p) for p in params[:-1]]
         grads = [*hidden, top]
         updates, opt_state = self.opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def _dfa_step_private(self, params, opt_state, x, feedback, top_error, inputs, pre):
+        """[privacy seam] DFA step whose output layer also learns from a noisy error (b, C) instead of
+        its true gradient (host/privacy: the top layer's error is part of the mechanism)."""
+        b = x.shape[0]
+        h = jax.lax.stop_gradient(inputs[-1])
+        _, vjp = jax.vjp(lambda p: self.net.output.apply(p, h), params[-1])
+        top = vjp(top_error / b)[0]
+        hidden = self._layer_grads(params, inputs, self._hidden_deltas(pre, feedback, b))
+        updates, opt_state = self.opt.update([*hidden, top], opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     def _alignment(self, params, x, y, feedback):

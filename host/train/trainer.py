@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import Device
 from drivers.errors import DriverError
+from host.privacy.config import PrivacyConfig
 
 from . import checkpoint
 from .data import Dataset, load_dataset
@@ -70,6 +71,8 @@ class TrainConfig(BaseModel):
     device: str = "sim"
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     alignment_batch: int = Field(256, ge=2)
+    # [privacy seam] differentially private DFA (host/privacy, docs/privacy.md); None = not private
+    privacy: PrivacyConfig | None = None
 
 
 class TrainingError(RuntimeError):
@@ -91,6 +94,10 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)
     exposure: dict | None = None
     wall_s: float = 0.0
+    params: Any = None  # the trained parameters (last epoch)
+    privacy_plan: dict | None = None  # [privacy seam] the plan of a private run
+    canaries: Any = None  # [privacy seam] the audit's canaries (host.privacy.Canaries) or None
+    stopped_reason: str | None = None
 
     @property
     def final(self) -> dict:
@@ -145,6 +152,15 @@ def train(
         k = cfg.max_train_samples
         data = Dataset(data.name, data.x_train[:k], data.y_train[:k], data.x_test, data.y_test,
                        data.n_classes, data.source)
+    canaries = None
+    if cfg.privacy is not None:  # [privacy seam] mode/activation checks, audit canaries
+        from host.privacy import session as privacy_session
+
+        try:
+            privacy_session.check_train_config(cfg.mode, cfg.activation)
+            data, canaries = privacy_session.prepare_data(data, cfg.privacy)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
     n_train = data.x_train.shape[0]
     if n_train < cfg.batch_size:
         raise TrainingError(f"batch_size={cfg.batch_size} exceeds the {n_train} training samples")
@@ -163,7 +179,8 @@ def train(
     if resume:
         (params, opt_state), meta = checkpoint.load(ckpt_path, (params, opt_state))
     start_epoch = int(meta.get("epoch", 0))
-    result = TrainResult(cfg, out)
+    result = TrainResult(cfg, out, canaries=canaries)
+    privacy = None
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
     try:
@@ -189,6 +206,11 @@ def train(
             if stored_dev:
                 _restore_clock(device, stored_dev)
             meta_device_settings = settings
+        if cfg.privacy is not None:  # [privacy seam] wrap the feedback, measure, plan (or refuse)
+            privacy = _privacy_session(cfg, feedback, device, m, data.n_classes, n_train, say)
+            privacy.write_plan(out)
+            result.privacy_plan = privacy.plan.as_dict()
+            feedback = privacy.feedback
 
         history = [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
         checkpoint.atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
@@ -197,8 +219,18 @@ def train(
         y_al = jnp.asarray(data.y_test[: cfg.alignment_batch])
         n_steps = n_train // cfg.batch_size
         for epoch in range(start_epoch, cfg.epochs):
+            if privacy is not None:  # [privacy seam] budget stop before an epoch would exceed the target
+                ok, eps_next = privacy.may_run_epoch(epoch)
+                if not ok:
+                    result.stopped_reason = (f"privacy budget: epoch {epoch + 1} would bring epsilon to "
+                                             f"{eps_next:.4g} > {cfg.privacy.epsilon:g}; stopped after "
+                                             f"epoch {epoch} (checkpoint kept)")
+                    say(result.stopped_reason)
+                    break
             rec, params, opt_state = _run_epoch(
                 cfg, epoch, data, steps, feedback, device, params, opt_state, n_steps, x_al, y_al, progress)
+            if privacy is not None:  # [privacy seam] epsilon(t) next to accuracy and alignment
+                rec["privacy"] = privacy.epoch_record(epoch + 1)
             history.append(rec)
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -218,7 +250,24 @@ def train(
             with contextlib.suppress(DriverError):
                 device.close()
     result.wall_s = time.perf_counter() - t_start
+    result.params = params
     return result
+
+
+def _privacy_session(cfg, feedback, device, m, n_classes, n_train, say):
+    """[privacy seam] host.privacy.PrivacySession for this run; a refused plan is a TrainingError."""
+    from host.privacy import session as privacy_session
+    from host.privacy.certify import CertificationError
+    from host.privacy.mechanism import NoiseShortfall
+    from host.privacy.plan import PlanRefused
+
+    try:
+        return privacy_session.PrivacySession(
+            cfg.privacy, feedback, n_outputs=m, n_classes=n_classes, n_train=n_train,
+            batch_size=cfg.batch_size, epochs=cfg.epochs, optical=cfg.mode == "optical-dfa", device=device,
+            share_repeats=cfg.feedback.share_repeats, say=say)
+    except (PlanRefused, CertificationError, NoiseShortfall) as err:
+        raise TrainingError(f"privacy plan refused: {err}") from None
 
 
 def _check_resume(stored: TrainConfig, cfg: TrainConfig) -> None:
@@ -247,12 +296,17 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
     if feedback is not None:
         feedback.begin_epoch()
     order = np.random.default_rng([cfg.seed, epoch]).permutation(data.x_train.shape[0])
+    private = cfg.privacy is not None  # [privacy seam] begin_epoch above re-measured Delta and sigma_min
+    batches = _batches(cfg, epoch, order, n_steps)
     losses, corrects = [], []
+    n_seen = 0
     bar = tqdm(total=n_steps, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                leave=False, unit="step")
     try:
-        for s in range(n_steps):
-            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+        for s, idx in enumerate(batches):
+            if idx.size == 0:
+                continue
+            n_seen += idx.size
             x, y = jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx])
             if cfg.mode == "bp":
                 params, opt_state, loss, correct = steps.bp_step(params, opt_state, x, y)
@@ -263,8 +317,13 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
                 else:
                     # the one device call of this step; its encoding noise is keyed by the step
                     rng = np.random.default_rng([cfg.seed, epoch, s, _ENCODING_STREAM])
-                    fb = jnp.asarray(feedback.project(e, rng))
-                    params, opt_state = steps.dfa_step(params, opt_state, x, y, fb, inputs, pre)
+                    if private:  # [privacy seam] noisy feedback and noisy output-layer error
+                        fb, top = feedback.project(e, y, rng)
+                        params, opt_state = steps.dfa_step_private(
+                            params, opt_state, x, jnp.asarray(fb), jnp.asarray(top), inputs, pre)
+                    else:
+                        fb = jnp.asarray(feedback.project(e, rng))
+                        params, opt_state = steps.dfa_step(params, opt_state, x, y, fb, inputs, pre)
             losses.append(loss)
             corrects.append(correct)
             bar.update(1)
@@ -277,7 +336,9 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
     align = None
     if feedback is not None:
         _, _, e_al, _, _ = steps.forward_error(params, x_al, y_al)
-        fb = jnp.asarray(feedback.project(e_al, np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])))
+        rng_al = np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])
+        fb = feedback.project(e_al, y_al, rng_al)[0] if private else feedback.project(e_al, rng_al)
+        fb = jnp.asarray(fb)
         cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, x_al, y_al, fb))
         align = [
             {"layer": j + 1, "cos_update": float(cu[j]),
@@ -286,7 +347,6 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
             for j in range(cu.shape[0])
         ]
     test_loss, test_acc = _evaluate(steps, params, data.x_test, data.y_test)
-    n_seen = n_steps * cfg.batch_size
     rec: dict[str, Any] = {
         "epoch": epoch + 1,
         "mode": cfg.mode,
@@ -304,6 +364,15 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
         "step_time_ms": 1e3 * train_wall / max(n_steps, 1),
     }
     return rec, params, opt_state
+
+
+def _batches(cfg: TrainConfig, epoch: int, order: np.ndarray, n_steps: int):
+    """Index arrays of the epoch's steps: a shuffled partition, or Poisson samples ([privacy seam])."""
+    if cfg.privacy is not None and cfg.privacy.composition == "poisson":
+        from host.privacy.session import poisson_batches
+
+        return poisson_batches(cfg.seed, epoch, order.shape[0], cfg.batch_size / order.shape[0], n_steps)
+    return (order[s * cfg.batch_size : (s + 1) * cfg.batch_size] for s in range(n_steps))
 
 
 def _evaluate(steps: Steps, params, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> tuple[float, float]:
