@@ -28,6 +28,11 @@ class PrivacyConfig(BaseModel):
     top_scale:
         the top-layer error is released as c e with c = top_scale sqrt(m) (m feedback outputs): its
         share of the sensitivity and, inversely, the noise on the output layer's error (sigma / c).
+    hidden_lr_scale:
+        factor on the hidden layers' optimizer updates (after Adam/SGD). The private feedback of a wide
+        layer is noise-dominated (its noise grows with sqrt(m), section 4) and Adam turns pure noise into
+        full-size steps that scramble the features; a factor < 1 slows that random walk. 0 trains the
+        output layer only (the private "shallow" baseline).
     host_noise:
         allow host Gaussian noise to top the device's certified noise up to the needed sigma; when
         False the plan is refused unless the device alone is noisy enough.
@@ -51,6 +56,7 @@ class PrivacyConfig(BaseModel):
     neighbouring: Literal["replace_one", "add_remove"] = "replace_one"
     accountant: Literal["rdp", "pld"] = "rdp"
     top_scale: float = Field(0.5, gt=0, le=100)
+    hidden_lr_scale: float = Field(1.0, ge=0, le=1)
     host_noise: bool = True
     sensitivity_repeats: int = Field(8, ge=2, le=256)
     sensitivity_margin: float = Field(0.05, ge=0, le=1)

@@ -169,6 +169,10 @@ def train(
     k_init, k_fb = jax.random.split(key)
     params = net.init(k_init, data.n_features)
     opt = make_optimizer(cfg)
+    if cfg.privacy is not None and cfg.privacy.hidden_lr_scale != 1.0:  # [privacy seam] slow hidden layers
+        last = len(params) - 1
+        hidden_mask = [jax.tree_util.tree_map(lambda _, h=(j < last): h, p) for j, p in enumerate(params)]
+        opt = optax.chain(opt, optax.masked(optax.scale(cfg.privacy.hidden_lr_scale), hidden_mask))
     opt_state = opt.init(params)
     m = sum(net.hidden_sizes)
     steps = Steps(net, opt, layer_scales(cfg.feedback, net.hidden_sizes, data.n_classes))
