@@ -5,7 +5,7 @@ package only through :mod:`host.privacy.session` at a few marked seams.
 """
 
 from .accountant import AccountingError, Composition, calibrate_z, epsilon
-from .audit import AuditResult, Canaries, audit, eps_lower_bound, make_canaries, p_value
+from .audit import AuditResult, Canaries, eps_lower_bound, make_canaries, p_value
 from .certify import (
     CameraNoise,
     CertificationError,
@@ -22,7 +22,7 @@ from .session import PrivacyConfigError, PrivacySession
 __all__ = [
     "AccountingError", "AuditResult", "CameraNoise", "Canaries", "CertificationError", "Composition",
     "NoiseCheck", "PlanRefused", "PrivacyConfig", "PrivacyConfigError", "PrivacyPlan", "PrivacySession",
-    "PrivateFeedback", "audit", "calibrate_z", "camera_noise", "encode_error", "eps_lower_bound",
+    "PrivateFeedback", "calibrate_z", "camera_noise", "encode_error", "eps_lower_bound",
     "epsilon", "feedback_bound", "make_canaries", "make_plan", "measure_noise", "p_value", "sensitivity",
     "sigma_min_per_output", "support",
 ]

@@ -85,12 +85,14 @@ def camera_noise(device: Device, calibration_path: str | None = None) -> CameraN
 
 
 _MU = np.linspace(0.0, 1.0, 41)[:-1]
+_FLOOR_RESOLUTION_DN2 = 1e-4
 
 
 def quantised_variance_floor(v: np.ndarray) -> np.ndarray:
     """g(v) = min over mu of Var(round(X)), X ~ N(mu, v) (DN^2), elementwise for v >= 0 (DN^2).
 
-    For v large it tends to v + 1/12; for v << 1 it is ~0 (all the mass in one bin).
+    For v large it tends to v + 1/12; for v << 1 it is ~0 (all the mass in one bin); values below
+    1e-4 DN^2 are returned as 0 (not credited).
     """
     v = np.asarray(v, dtype=np.float64)
     s = np.sqrt(np.maximum(v, 1e-18))[..., None, None]
@@ -105,6 +107,9 @@ def quantised_variance_floor(v: np.ndarray) -> np.ndarray:
         m1 = (p * k).sum(-1)
         var = (p * k * k).sum(-1) - m1 * m1
         out[~big] = np.maximum(var.min(axis=1), 0.0)
+    # below (0.01 DN)^2 the rounded output is constant in almost every frame: a "floor" that small is
+    # not noise one can rely on (nor check with repeated frames), so it is not credited at all
+    out[out < _FLOOR_RESOLUTION_DN2] = 0.0
     return out
 
 
