@@ -87,8 +87,12 @@ class PrivacyPlan:
 
 def make_plan(cfg: PrivacyConfig, *, n_train: int, batch_size: int, epochs: int, delta_v: float,
               top_scale_c: float, sigma_min: np.ndarray, credit_device: bool, optical: bool,
-              sensitivity: float) -> PrivacyPlan:
-    """Build (or refuse) the plan. ``sigma_min`` (m,) is the credited device floor (zeros if none)."""
+              sensitivity: float, z_fixed: float | None = None) -> PrivacyPlan:
+    """Build (or refuse) the plan. ``sigma_min`` (m,) is the credited device floor (zeros if none).
+
+    ``z_fixed``: the noise multiplier of a resumed run (the epochs already trained used it); the plan
+    then keeps it and the budget stop ends the run when the target would be exceeded.
+    """
     if cfg.delta >= 1.0 / n_train:
         raise PlanRefused(f"delta = {cfg.delta:g} is not below 1/N = {1 / n_train:.3g}: such a delta allows "
                           "releasing a record outright; choose --dp-delta < 1/N (1e-5 is usual)")
@@ -98,14 +102,18 @@ def make_plan(cfg: PrivacyConfig, *, n_train: int, batch_size: int, epochs: int,
     else:
         n, q = epochs * steps, batch_size / n_train
     b_agg = batch_size if cfg.aggregation == "batch" else 1
-    try:
-        z = calibrate_z(cfg.target_margin * cfg.epsilon, cfg.delta, q, n, cfg.accountant)
-    except AccountingError as err:
-        raise PlanRefused(f"{err}; fewer epochs or a larger target help") from None
+    notes: list[str] = []
+    if z_fixed is not None:
+        z = float(z_fixed)
+        notes.append(f"resumed run: keeps the stored noise multiplier z = {z:.4g}")
+    else:
+        try:
+            z = calibrate_z(cfg.target_margin * cfg.epsilon, cfg.delta, q, n, cfg.accountant)
+        except AccountingError as err:
+            raise PlanRefused(f"{err}; fewer epochs or a larger target help") from None
     sigma = z * sensitivity / math.sqrt(b_agg)
     smin = np.asarray(sigma_min, dtype=np.float64)
     host = np.sqrt(np.maximum(sigma**2 - smin**2, 0.0))
-    notes: list[str] = []
     if not cfg.host_noise and host.max() > 0:
         need = (sigma / max(float(smin.min()), 1e-300)) ** 2
         raise PlanRefused(

@@ -54,6 +54,12 @@ def prepare_data(data, privacy: PrivacyConfig):
     return new, can
 
 
+def stored_plan(out_dir) -> dict | None:
+    """The plan stored by an earlier run in ``out_dir`` (None if there is none)."""
+    p = Path(out_dir) / PLAN_FILE
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
 def poisson_batches(seed: int, epoch: int, n_train: int, q: float, steps: int):
     """Index arrays of ``steps`` batches, each record included independently with probability q."""
     for s in range(steps):
@@ -66,7 +72,8 @@ class PrivacySession:
 
     def __init__(self, privacy: PrivacyConfig, inner_feedback, *, n_outputs: int, n_classes: int,
                  n_train: int, batch_size: int, epochs: int, optical: bool, device=None,
-                 share_repeats: bool = True, say: Callable[[str], None] | None = None) -> None:
+                 share_repeats: bool = True, say: Callable[[str], None] | None = None,
+                 stored_plan: dict | None = None) -> None:
         self.cfg = privacy
         say = say or (lambda s: None)
         cam = None
@@ -83,7 +90,9 @@ class PrivacySession:
         self.plan: PrivacyPlan = make_plan(
             privacy, n_train=n_train, batch_size=batch_size, epochs=epochs, delta_v=dv,
             top_scale_c=self.feedback.c, sigma_min=smin, credit_device=self.feedback.credit_device,
-            optical=optical, sensitivity=delta)
+            optical=optical, sensitivity=delta, z_fixed=stored_plan["z"] if stored_plan else None)
+        if self.plan.eps_rdp > privacy.epsilon and stored_plan:
+            self.plan.notes.append(f"{epochs} epochs would exceed the target: the budget stop ends the run")
         self.feedback.set_noise_multiplier(self.plan.z, self.plan.b_agg)
         if cam is not None:
             self.plan.notes.append(f"camera noise from the {cam.source}: K = {cam.gain_dn_per_e:.4g} DN/e-, "

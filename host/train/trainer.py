@@ -211,7 +211,8 @@ def train(
                 _restore_clock(device, stored_dev)
             meta_device_settings = settings
         if cfg.privacy is not None:  # [privacy seam] wrap the feedback, measure, plan (or refuse)
-            privacy = _privacy_session(cfg, feedback, device, m, data.n_classes, n_train, say)
+            privacy = _privacy_session(cfg, feedback, device, m, data.n_classes, n_train, say,
+                                       out if resume else None)
             privacy.write_plan(out)
             result.privacy_plan = privacy.plan.as_dict()
             feedback = privacy.feedback
@@ -258,8 +259,9 @@ def train(
     return result
 
 
-def _privacy_session(cfg, feedback, device, m, n_classes, n_train, say):
-    """[privacy seam] host.privacy.PrivacySession for this run; a refused plan is a TrainingError."""
+def _privacy_session(cfg, feedback, device, m, n_classes, n_train, say, resume_dir=None):
+    """[privacy seam] host.privacy.PrivacySession for this run (a resumed run keeps its stored noise
+    multiplier); a refused plan is a TrainingError."""
     from host.privacy import session as privacy_session
     from host.privacy.certify import CertificationError
     from host.privacy.mechanism import NoiseShortfall
@@ -269,7 +271,8 @@ def _privacy_session(cfg, feedback, device, m, n_classes, n_train, say):
         return privacy_session.PrivacySession(
             cfg.privacy, feedback, n_outputs=m, n_classes=n_classes, n_train=n_train,
             batch_size=cfg.batch_size, epochs=cfg.epochs, optical=cfg.mode == "optical-dfa", device=device,
-            share_repeats=cfg.feedback.share_repeats, say=say)
+            share_repeats=cfg.feedback.share_repeats, say=say,
+            stored_plan=privacy_session.stored_plan(resume_dir) if resume_dir is not None else None)
     except (PlanRefused, CertificationError, NoiseShortfall) as err:
         raise TrainingError(f"privacy plan refused: {err}") from None
 
