@@ -52,14 +52,17 @@ class Composition:
         return dp_accounting.SelfComposedDpEvent(one, self.n)
 
 
-def epsilon(comp: Composition, delta: float, accountant: AccountantName = "rdp") -> float:
-    """epsilon(delta) of ``comp`` with dp-accounting's RDP or PLD accountant (0 for n = 0)."""
+def epsilon(comp: Composition, delta: float, accountant: AccountantName = "rdp",
+            orders: tuple[float, ...] = RDP_ORDERS) -> float:
+    """epsilon(delta) of ``comp`` with dp-accounting's RDP or PLD accountant (0 for n = 0).
+
+    ``orders``: the RDP orders (the cross-checks use the integer orders of the reference series)."""
     if not 0 < delta < 1:
         raise AccountingError(f"delta must be in (0, 1), got {delta}")
     if comp.n == 0:
         return 0.0
     if accountant == "rdp":
-        acc = rdp.RdpAccountant(list(RDP_ORDERS))
+        acc = rdp.RdpAccountant(list(orders))
     elif accountant == "pld":
         acc = pld.PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
     else:

@@ -124,7 +124,9 @@ def sigma_min_per_output(cal: opu.LinearCalibration, cam: CameraNoise, reference
     v2 = rn2 + cam.gain_dn_per_e * pair_signal[:, None] * (1.0 - frac[None, :])
     pair = quantised_variance_floor(v1) + quantised_variance_floor(v2) if cam.quantised else v1 + v2
     p = pair.min(axis=1)  # DN^2 of one pair
-    return np.sqrt(2.0 * p / 4.0) * cal.scale / np.sqrt(ref)
+    # the ADC clips at 0: a dark level within 4 read-noise stds of it cuts the noise, so no credit there
+    unclipped = np.asarray(cal.dark_dn) >= 4.0 * cam.read_noise_dn + 0.5
+    return np.where(unclipped, np.sqrt(2.0 * p / 4.0) * cal.scale / np.sqrt(ref), 0.0)
 
 
 @dataclass

@@ -115,12 +115,13 @@ def make_plan(cfg: PrivacyConfig, *, n_train: int, batch_size: int, epochs: int,
     smin = np.asarray(sigma_min, dtype=np.float64)
     host = np.sqrt(np.maximum(sigma**2 - smin**2, 0.0))
     if not cfg.host_noise and host.max() > 0:
-        need = (sigma / max(float(smin.min()), 1e-300)) ** 2
+        floor = float(smin.min())
+        need = f"about {(sigma / floor) ** 2:.3g}x the batch" if floor > 0 else "no batch is enough"
         raise PlanRefused(
             f"the device's certified noise (sigma_min min {smin.min():.3g}, median {np.median(smin):.3g}) is "
             f"below the sigma = {sigma:.3g} this target needs (z = {z:.3g}, Delta = {sensitivity:.3g}). "
             f"Change one of: allow host noise (drop --dp-no-host-noise); a larger batch (sigma ~ 1/sqrt(b) "
-            f"with aggregation 'batch': about {need:.3g}x the batch); fewer epochs; a smaller "
+            f"with aggregation 'batch': {need}); fewer epochs; a smaller "
             f"--dp-top-scale; "
             f"lower exposure/light to raise the relative shot noise; a larger epsilon target"
             + ("" if credit_device or not optical else "; --no-share-repeats (shared frames earn no credit)"))

@@ -34,7 +34,7 @@ def test_quantised_floor_against_monte_carlo():
 
 def test_unquantised_floor_is_the_parallelogram_bound():
     ref = np.array([10.0, 40.0, 5.0])
-    cal = opu.LinearCalibration(np.zeros(3), ref, 1.3, 16, np.array([False, False, True]))
+    cal = opu.LinearCalibration(np.full(3, 20.0), ref, 1.3, 16, np.array([False, False, True]))
     cam = CameraNoise(0.2, 5.0, "test", quantised=False)
     got = sigma_min_per_output(cal, cam, reference_safety=0.5)
     rn2 = (5.0 * 0.2) ** 2
@@ -45,7 +45,9 @@ def test_unquantised_floor_is_the_parallelogram_bound():
 
 def _noisy_device():
     # a high-gain camera (K = 0.4 DN/e-, 20 e- read noise): the floor is well above the rounding
-    cfg = opu.realistic(seed=3).replace(camera={"gain_dn_per_e": 0.4, "read_noise_e": 20.0})
+    # (black level 64 DN, well above the 8 DN read noise: the ADC does not clip the dark level at 0)
+    cfg = opu.realistic(seed=3).replace(camera={"gain_dn_per_e": 0.4, "read_noise_e": 20.0,
+                                                "black_level_dn": 64.0})
     return FlakySimDevice(cfg)
 
 

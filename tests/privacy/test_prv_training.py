@@ -8,6 +8,7 @@ import pytest
 from host.cli import main as cli_main
 from host.privacy import PrivacyConfig
 from host.privacy import rdp_reference as ref
+from host.privacy.accountant import Composition, epsilon
 from host.train import FeedbackConfig, TrainConfig, TrainingError, read_metrics, train
 
 
@@ -56,8 +57,12 @@ def test_poisson_composition_counts_steps(tmp_path):
     assert plan["q"] == pytest.approx(64 / 1437) and plan["compositions"] == 1437 // 64
     m = read_metrics(tmp_path)[0]["privacy"]
     assert m["epsilon"] <= 8.0
+    # the integer-order series against the library on the same orders; the library's default grid also
+    # has fractional orders (the optimum of a large-epsilon Poisson run sits below 2), so it may only be lower
     want = ref.epsilon_poisson(plan["q"], plan["z"], plan["compositions"], 1e-5)
-    assert m["epsilon"] == pytest.approx(want, rel=0.01)
+    comp = Composition(plan["z"], plan["q"], plan["compositions"])
+    assert epsilon(comp, 1e-5, "rdp", orders=ref.INTEGER_ORDERS) == pytest.approx(want, rel=0.01)
+    assert m["epsilon"] <= want * 1.0001
 
 
 def test_optical_private_run_credits_the_certified_device_noise(tmp_path):
@@ -65,7 +70,7 @@ def test_optical_private_run_credits_the_certified_device_noise(tmp_path):
                feedback=FeedbackConfig(share_repeats=False))
     train(cfg, tmp_path, progress=False)
     plan = json.loads((tmp_path / "privacy_plan.json").read_text())
-    assert plan["credit_device"] and plan["sigma_min_min"] > 0
+    assert plan["credit_device"] and plan["sigma_min_median"] > 0
     assert 0 < plan["device_variance_share"] < 1
     rec = read_metrics(tmp_path)[0]
     assert rec["privacy"]["epsilon"] <= 3.0 and rec["saturation_warnings"] == 0
