@@ -146,9 +146,12 @@ class NoiseCheck:
         return n + int((self.dark_std_dn < self.allowed_ratio * self.dark_floor_dn).sum())
 
     def as_dict(self) -> dict:
+        pos = self.sigma_min > 0  # outputs with a credited floor
         d = {name: {"median_std": float(np.median(s)), "min_ratio_to_sigma_min":
-                    float(np.min(s / np.maximum(self.sigma_min, 1e-300)))} for name, s in self.inputs.items()}
+                    float(np.min(s[pos] / self.sigma_min[pos])) if pos.any() else None}
+             for name, s in self.inputs.items()}
         return {"repeats": self.repeats, "allowed_ratio": self.allowed_ratio,
+                "credited_outputs": int(pos.sum()), "outputs": int(self.sigma_min.shape[0]),
                 "sigma_min_median": float(np.median(self.sigma_min)),
                 "sigma_min_min": float(self.sigma_min.min()), "sigma_min_max": float(self.sigma_min.max()),
                 "dark_floor_dn": self.dark_floor_dn, "dark_std_median_dn": float(np.median(self.dark_std_dn)),
