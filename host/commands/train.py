@@ -32,13 +32,22 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from host.commands import train_lm
-    from host.train import DATASETS, MODELS, MODES
-    from host.train.graphs import GRAPH_DATASETS
 
     p = subparsers.add_parser(
         "train",
         help="train an MLP, conv net or GCN with BP, DFA, optical DFA (device in the loop), PFA or shallow",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    register_training_arguments(p)
+    train_lm.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def register_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options of the trainer's models (shared with ``opu privacy-audit``)."""
+    from host.commands import train_lm
+    from host.train import DATASETS, MODELS, MODES
+    from host.train.graphs import GRAPH_DATASETS
+
     p.add_argument("--mode", choices=MODES, default="optical-dfa")
     p.add_argument("--device", default="sim",
                    help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
@@ -87,43 +96,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto-exposure: 99.9th percentile of all-on frames as a fraction of the ADC range "
                         "(0 keeps the device's exposure and macro-pixels)")
     g.add_argument("--alignment-batch", type=int, default=256)
+    add_privacy_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train_lm.add_arguments(p)
-    p.set_defaults(func=run)
+
+
+def add_privacy_arguments(p: argparse.ArgumentParser) -> None:
+    """[privacy seam] --dp-* flags (docs/privacy.md); --dp-epsilon turns private training on."""
+    g = p.add_argument_group("differential privacy (--model mlp, --mode dfa or optical-dfa; docs/privacy.md)")
+    g.add_argument("--dp-epsilon", type=float, default=None, help="privacy target epsilon (turns DP on)")
+    g.add_argument("--dp-delta", type=float, default=1e-5, help="delta, must be < 1/N (default 1e-5)")
+    g.add_argument("--dp-composition", choices=("epoch", "poisson"), default="epoch",
+                   help="epoch: shuffled disjoint batches composed once per epoch; poisson: Poisson-sampled "
+                        "batches with amplification, per step")
+    g.add_argument("--dp-accountant", choices=("rdp", "pld"), default="rdp")
+    g.add_argument("--dp-aggregation", choices=("batch", "sample"), default=None,
+                   help="batch: z = sigma sqrt(b)/Delta (default with --dp-composition epoch); sample: z = "
+                        "sigma/Delta (conservative; forced with poisson)")
+    g.add_argument("--dp-neighbouring", choices=("replace_one", "add_remove"), default=None,
+                   help="default replace_one (add_remove with poisson)")
+    g.add_argument("--dp-top-scale", type=float, default=0.5,
+                   help="output-layer error released as c e, c = top_scale sqrt(m)")
+    g.add_argument("--dp-no-host-noise", action="store_true",
+                   help="device noise only: refuse the plan if the certified sigma_min is too small")
+    g.add_argument("--dp-calibration", default=None,
+                   help="calibration.json of opu calibrate (K, read noise) for a real device")
+
+
+def privacy_config(args: argparse.Namespace):
+    """[privacy seam] PrivacyConfig from the --dp-* flags, or None without --dp-epsilon."""
+    if args.dp_epsilon is None:
+        return None
+    from host.privacy import PrivacyConfig
+
+    poisson = args.dp_composition == "poisson"
+    return PrivacyConfig(
+        epsilon=args.dp_epsilon, delta=args.dp_delta, composition=args.dp_composition,
+        accountant=args.dp_accountant, aggregation=args.dp_aggregation or ("sample" if poisson else "batch"),
+        neighbouring=args.dp_neighbouring or ("add_remove" if poisson else "replace_one"),
+        top_scale=args.dp_top_scale, host_noise=not args.dp_no_host_noise,
+        calibration_path=args.dp_calibration, audit_canaries=getattr(args, "canaries", 0) or 0,
+        audit_seed=getattr(args, "canary_seed", 12345))
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig of the parsed options (raises pydantic's ValidationError on a bad value)."""
+    from host.train import FeedbackConfig, TrainConfig
+
+    return TrainConfig(
+        mode=args.mode, model=args.model,
+        dataset=args.dataset or ("csbm" if args.model == "gcn" else "digits"), data_dir=args.data_dir,
+        max_train_samples=args.max_train_samples, hidden=args.hidden, activation=args.activation,
+        channels=args.channels, dense_width=args.dense_width, gcn_hidden=args.gcn_hidden,
+        graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
+        pfa_k=args.pfa_k, pfa_decay=args.pfa_decay,
+        batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
+        feedback=FeedbackConfig(
+            normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
+            threshold_mode=args.threshold_mode, precision=args.precision,
+            share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None),
+        privacy=privacy_config(args),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.model == "transformer":  # its own loop: token windows, bits per character (host/lm)
         from host.commands import train_lm
 
+        if args.dp_epsilon is not None:
+            print("opu train: --dp-* works with --model mlp (--mode dfa or optical-dfa), not with "
+                  "--model transformer", file=sys.stderr)
+            return 2
         return train_lm.run(args)
     from pydantic import ValidationError
 
-    from host.train import (
-        DatasetError,
-        FeedbackConfig,
-        TrainConfig,
-        TrainingError,
-        TrainingInterrupted,
-        train,
-    )
+    from host.train import DatasetError, TrainingError, TrainingInterrupted, train
     from host.train.checkpoint import CheckpointError
 
     try:
-        cfg = TrainConfig(
-            mode=args.mode, model=args.model,
-            dataset=args.dataset or ("csbm" if args.model == "gcn" else "digits"), data_dir=args.data_dir,
-            max_train_samples=args.max_train_samples, hidden=args.hidden, activation=args.activation,
-            channels=args.channels, dense_width=args.dense_width, gcn_hidden=args.gcn_hidden,
-            graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
-            pfa_k=args.pfa_k, pfa_decay=args.pfa_decay,
-            batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
-            momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
-            feedback=FeedbackConfig(
-                normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
-                threshold_mode=args.threshold_mode, precision=args.precision,
-                share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None),
-        )
+        cfg = train_config(args)
     except ValidationError as err:
         print(f"opu train: invalid arguments:\n{err}", file=sys.stderr)
         return 2
@@ -138,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
     f = res.final if res.metrics else None
     if f is not None:
         acc = 100 * f["test_accuracy"]
-        print(f"done: {cfg.model} {cfg.mode} test accuracy {acc:.2f} % after {f['epoch']} epochs; "
-              f"outputs in {res.out_dir}")
+        p = f.get("privacy")
+        eps = f" epsilon {p['epsilon']:.4g} (delta {p['delta']:g});" if p else ""
+        print(f"done: {cfg.model} {cfg.mode} test accuracy {acc:.2f} % after {f['epoch']} epochs;"
+              f"{eps} outputs in {res.out_dir}")
     return 0

@@ -73,6 +73,7 @@ class Steps:
         self.forward_error = jax.jit(self._forward_error)
         self.dfa_step = jax.jit(self._dfa_step)
         self.shallow_step = jax.jit(lambda p, s, vjp, e, wsum: self._dfa_step(p, s, vjp, e, wsum, None))
+        self.dfa_step_private = jax.jit(self._dfa_step_private)  # [privacy seam]
         self.alignment = jax.jit(self._alignment)
         self.evaluate = jax.jit(self._evaluate)
 
@@ -121,6 +122,13 @@ class Steps:
         grads = self._dfa_grads(vjp, e, wsum, feedback)
         updates, opt_state = self.opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
+
+    def _dfa_step_private(self, params, opt_state, vjp, top_error, wsum, feedback):
+        """[privacy seam] DFA step whose output layer learns from a noisy error ``top_error`` (*lead, C)
+        in place of e (host/privacy: the output layer's error is part of the released vector). The cut at
+        the points keeps the logits' cotangent above the last point, so only the output layer sees it;
+        the points get the (noisy) feedback exactly as in :meth:`_dfa_step`."""
+        return self._dfa_step(params, opt_state, vjp, top_error, wsum, feedback)
 
     def _alignment(self, params, batch: Batch, feedback):
         """Per point: cosine of the DFA update and the BP gradient of the block's parameters (P,), and

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import Device
 from drivers.errors import DriverError
+from host.privacy.config import PrivacyConfig
 
 from . import checkpoint
 from .data import DatasetError
@@ -82,6 +83,8 @@ class TrainConfig(BaseModel):
     alignment_batch: int = Field(256, ge=2)
     pfa_k: int = Field(10, ge=1, description="pfa: B is N_out x k N_out")
     pfa_decay: float = Field(1e-3, ge=0, description="pfa: weight decay lambda of R")
+    # [privacy seam] differentially private DFA (host/privacy, docs/privacy.md); None = not private
+    privacy: PrivacyConfig | None = None
 
     @property
     def act(self) -> str:
@@ -108,6 +111,10 @@ class TrainResult:
     exposure: dict | None = None
     wall_s: float = 0.0
     points: list[dict] = field(default_factory=list)  # the feedback points: name, per-sample shape, size
+    params: Any = None  # the trained parameters (last epoch)
+    privacy_plan: dict | None = None  # [privacy seam] the plan of a private run
+    canaries: Any = None  # [privacy seam] the audit's canaries (host.privacy.Canaries) or None
+    stopped_reason: str | None = None
 
     @property
     def final(self) -> dict:
@@ -162,11 +169,24 @@ def train(
         task = build_task(cfg)
     except (TaskError, DatasetError) as err:
         raise TrainingError(str(err)) from err
+    canaries = None
+    if cfg.privacy is not None:  # [privacy seam] model/mode/activation checks, audit canaries
+        from host.privacy import session as privacy_session
+
+        try:
+            privacy_session.check_train_config(cfg.mode, cfg.act, cfg.model)
+            task.data, canaries = privacy_session.prepare_data(task.data, cfg.privacy)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_fb = jax.random.split(key)
     example = task.example()
     params = task.model.init(k_init, example.inputs)
     opt = make_optimizer(cfg)
+    if cfg.privacy is not None and cfg.privacy.hidden_lr_scale != 1.0:  # [privacy seam] slow hidden layers
+        last = len(params) - 1
+        hidden_mask = [jax.tree_util.tree_map(lambda _, h=(j < last): h, p) for j, p in enumerate(params)]
+        opt = optax.chain(opt, optax.masked(optax.scale(cfg.privacy.hidden_lr_scale), hidden_mask))
     opt_state = opt.init(params)
     # the feedback points, found by tracing once (no computation): names, shapes, total size m
     layout = discover_points(task.model.apply, params, example.inputs, lead_ndim=task.lead_ndim,
@@ -188,7 +208,8 @@ def train(
     if resume:
         (params, opt_state, aux), meta = checkpoint.load(ckpt_path, (params, opt_state, aux))
     start_epoch = int(meta.get("epoch", 0))
-    result = TrainResult(cfg, out, points=layout.as_dict())
+    result = TrainResult(cfg, out, points=layout.as_dict(), canaries=canaries)
+    privacy = None
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
     try:
@@ -214,13 +235,30 @@ def train(
             if stored_dev:
                 _restore_clock(device, stored_dev)
             meta_device_settings = settings
+        if cfg.privacy is not None:  # [privacy seam] wrap the feedback, measure, plan (or refuse)
+            n_train = task.data.x_train.shape[0]
+            privacy = _privacy_session(cfg, feedback, device, m, task.n_classes, n_train, say,
+                                       out if resume else None)
+            privacy.write_plan(out)
+            result.privacy_plan = privacy.plan.as_dict()
+            feedback = privacy.feedback
 
         history = [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
         checkpoint.atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
         result.metrics = history
         for epoch in range(start_epoch, cfg.epochs):
+            if privacy is not None:  # [privacy seam] budget stop before an epoch would exceed the target
+                ok, eps_next = privacy.may_run_epoch(epoch)
+                if not ok:
+                    result.stopped_reason = (f"privacy budget: epoch {epoch + 1} would bring epsilon to "
+                                             f"{eps_next:.4g} > {cfg.privacy.epsilon:g}; stopped after "
+                                             f"epoch {epoch} (checkpoint kept)")
+                    say(result.stopped_reason)
+                    break
             rec, params, opt_state, aux = _run_epoch(cfg, epoch, task, steps, pfa, feedback, device,
                                                      (params, opt_state, aux), progress)
+            if privacy is not None:  # [privacy seam] epsilon(t) next to accuracy and alignment
+                rec["privacy"] = privacy.epoch_record(epoch + 1)
             history.append(rec)
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -240,7 +278,26 @@ def train(
             with contextlib.suppress(DriverError):
                 device.close()
     result.wall_s = time.perf_counter() - t_start
+    result.params = params
     return result
+
+
+def _privacy_session(cfg, feedback, device, m, n_classes, n_train, say, resume_dir=None):
+    """[privacy seam] host.privacy.PrivacySession for this run (a resumed run keeps its stored noise
+    multiplier); a refused plan is a TrainingError."""
+    from host.privacy import session as privacy_session
+    from host.privacy.certify import CertificationError
+    from host.privacy.mechanism import NoiseShortfall
+    from host.privacy.plan import PlanRefused
+
+    try:
+        return privacy_session.PrivacySession(
+            cfg.privacy, feedback, n_outputs=m, n_classes=n_classes, n_train=n_train,
+            batch_size=cfg.batch_size, epochs=cfg.epochs, optical=cfg.mode == "optical-dfa", device=device,
+            share_repeats=cfg.feedback.share_repeats, say=say,
+            stored_plan=privacy_session.stored_plan(resume_dir) if resume_dir is not None else None)
+    except (PlanRefused, CertificationError, NoiseShortfall) as err:
+        raise TrainingError(f"privacy plan refused: {err}") from None
 
 
 def _check_resume(stored: TrainConfig, cfg: TrainConfig) -> None:
@@ -270,11 +327,15 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
     if feedback is not None:
         feedback.begin_epoch()
     n_steps = task.n_steps
+    private = cfg.privacy is not None  # [privacy seam] begin_epoch above re-measured Delta and sigma_min
     losses, corrects, counts = [], [], []
     bar = tqdm(total=n_steps, desc=f"{cfg.model} {cfg.mode} epoch {epoch + 1}/{cfg.epochs}",
                disable=not progress, leave=False, unit="step")
     try:
-        for s, batch in enumerate(task.batches(cfg.seed, epoch)):
+        for s, batch in enumerate(_batches(cfg, task, epoch)):
+            if batch is None:  # an empty Poisson sample: nothing to train on, still one composition
+                bar.update(1)
+                continue
             if cfg.mode == "bp":
                 params, opt_state, loss, correct = steps.bp_step(params, opt_state, batch)
             elif cfg.mode == "pfa":
@@ -286,8 +347,13 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
                 else:
                     # the one device call of this step; its encoding noise is keyed by the step
                     rng = np.random.default_rng([cfg.seed, epoch, s, _ENCODING_STREAM])
-                    fb = jnp.asarray(feedback.project(e, rng))
-                    params, opt_state = steps.dfa_step(params, opt_state, vjp, e, wsum, fb)
+                    if private:  # [privacy seam] noisy feedback and noisy output-layer error
+                        fb, top = feedback.project(e, batch.y, rng)
+                        params, opt_state = steps.dfa_step_private(
+                            params, opt_state, vjp, jnp.asarray(top), wsum, jnp.asarray(fb))
+                    else:
+                        fb = jnp.asarray(feedback.project(e, rng))
+                        params, opt_state = steps.dfa_step(params, opt_state, vjp, e, wsum, fb)
             losses.append(loss)
             corrects.append(correct)
             counts.append(jnp.sum(batch.w))
@@ -302,7 +368,9 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
     if feedback is not None:
         al = task.alignment_batch()
         _, _, e_al, _, _ = steps.forward_error(params, al)
-        fb = jnp.asarray(feedback.project(e_al, np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])))
+        rng_al = np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])
+        fb = feedback.project(e_al, al.y, rng_al)[0] if private else feedback.project(e_al, rng_al)
+        fb = jnp.asarray(fb)
         cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, al, fb))
         align = [
             {"layer": j + 1, "point": name, "cos_update": float(cu[j]),
@@ -336,6 +404,21 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
         "step_time_ms": 1e3 * train_wall / max(n_steps, 1),
     }
     return rec, params, opt_state, aux
+
+
+def _batches(cfg: TrainConfig, task, epoch: int):
+    """The epoch's batches: the task's own (a shuffled partition), or Poisson samples of the training set
+    ([privacy seam]: every record joins each step independently with probability q = b/N; an empty
+    sample is yielded as None)."""
+    if cfg.privacy is None or cfg.privacy.composition != "poisson":
+        yield from task.batches(cfg.seed, epoch)
+        return
+    from host.privacy.session import poisson_batches
+
+    x, y = task.data.x_train, task.data.y_train
+    n = x.shape[0]
+    for idx in poisson_batches(cfg.seed, epoch, n, cfg.batch_size / n, task.n_steps):
+        yield task._batch(x[idx], y[idx]) if idx.size else None
 
 
 def _meta(cfg, epoch, k_init, k_fb, device, settings) -> dict:
