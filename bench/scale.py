@@ -226,11 +226,18 @@ def section_sweep(args) -> dict:
         report = run_sweep(spec, Path(tmp) / "ray", workers=2, log=lambda s: None)
         t_ray = time.perf_counter() - t0
         load2 = _load()
+        from host.sweep.table import read_rows
+
+        ray_walls = [r["wall_s"] for r in read_rows(report.out_dir) if "wall_s" in r]
     return {
         "sweep_speedup_2workers": round(t_seq / t_ray, 3),
         "sweep_sequential_s": round(t_seq, 1),
         "sweep_ray_2workers_s": round(t_ray, 1),
         "sweep_trials": len(trials),
+        "sweep_sequential_trial_s": [r["wall_s"] for r in rows],
+        "sweep_ray_trial_s": ray_walls,
+        # trials running at once on average: sum of trial times / sweep time (2 = both workers busy)
+        "sweep_ray_concurrency": round(sum(ray_walls) / t_ray, 3),
         "sweep_ok": {"sequential": sum(r["status"] == "ok" for r in rows), "ray": report.ok},
         "load_avg_sweep": [load0, load1, load2],
     }
