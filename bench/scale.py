@@ -17,9 +17,9 @@ Keys (goals in brackets):
   ``shard_peak_device_mib``: XLA's per-device figure (output share + temporaries).
 * ``gpu_frames_per_s_iid_full_size``: exact i.i.d. medium at full size on the GPU(s) JAX sees
   (sharded over them), batch 8 half lit, noisy 8-bit frames; null without a GPU.
-* ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings (2 epochs of 1024
-  samples, hidden 64, read noise 0-100 e- x 2 seeds), one after the other in this process vs
-  ``opu sweep`` on a local Ray instance with 2 workers.
+* ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings (``--sweep-epochs``,
+  default 5, of the 1437 training digits, hidden 64, read noise 0-100 e- x 2 seeds), one after the
+  other in this process vs ``opu sweep`` on a local Ray instance with 2 workers.
 * ``--only trainer`` (not run by default, ~6.5 GiB): optical DFA through the full-size device with a
   sensor-wide hidden layer (smoke run: ``trainer_full_size_*``).
 
@@ -197,13 +197,13 @@ def section_gpu(args) -> dict:
     }
 
 
-def _sweep_spec(n_trials: int):
+def _sweep_spec(n_trials: int, epochs: int):
     from host.sweep import SweepSpec
 
     return SweepSpec.model_validate({
         "metric": "test_accuracy",
-        "train": {"mode": "optical-dfa", "epochs": 2, "hidden": [64], "batch_size": 64,
-                  "max_train_samples": 1024, "alignment_batch": 64},
+        "train": {"mode": "optical-dfa", "epochs": epochs, "hidden": [64], "batch_size": 64,
+                  "alignment_batch": 64},
         "device": {"preset": "realistic", "changes": {"medium": {"drift_time_constant_s": None}}},
         "grid": {"device.camera.read_noise_e": [0.0, 20.0, 50.0, 100.0][: max(1, n_trials // 2)],
                  "train.seed": [0, 1]},
@@ -214,7 +214,7 @@ def _sweep_spec(n_trials: int):
 def section_sweep(args) -> dict:
     from host.sweep import run_sweep, run_trial, trial_id
 
-    spec = _sweep_spec(args.sweep_trials)
+    spec = _sweep_spec(args.sweep_trials, args.sweep_epochs)
     trials = [(trial_id(i, p), p) for i, p in enumerate(spec.trials())]
     with tempfile.TemporaryDirectory() as tmp:
         load0 = _load()
@@ -234,6 +234,7 @@ def section_sweep(args) -> dict:
         "sweep_sequential_s": round(t_seq, 1),
         "sweep_ray_2workers_s": round(t_ray, 1),
         "sweep_trials": len(trials),
+        "sweep_epochs": args.sweep_epochs,
         "sweep_sequential_trial_s": [r["wall_s"] for r in rows],
         "sweep_ray_trial_s": ray_walls,
         # trials running at once on average: sum of trial times / sweep time (2 = both workers busy)
@@ -277,6 +278,7 @@ def _child(name: str, args: argparse.Namespace) -> dict:
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     cmd = [sys.executable, __file__, "--section", name, "--repeats", str(args.repeats),
            "--kernel-media", str(args.kernel_media), "--sweep-trials", str(args.sweep_trials),
+           "--sweep-epochs", str(args.sweep_epochs),
            "--gpu-second-run-below-s", str(args.gpu_second_run_below_s), "--iid-size", args.iid_size]
     if args.iid_on_cpu:
         cmd.append("--iid-on-cpu")
@@ -298,6 +300,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--kernel-media", type=int, default=None)
     p.add_argument("--sweep-trials", type=int, default=None)
+    p.add_argument("--sweep-epochs", type=int, default=None, help="epochs per sweep trial (default 5)")
     p.add_argument("--gpu-second-run-below-s", type=float, default=120.0,
                    help="time a second full-size GPU batch when the first took less than this")
     p.add_argument("--iid-size", default=f"{N_FULL},{M_FULL}",
@@ -308,6 +311,7 @@ def main() -> int:
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.kernel_media = args.kernel_media or (2 if args.quick else 4)
     args.sweep_trials = args.sweep_trials or (4 if args.quick else 8)
+    args.sweep_epochs = args.sweep_epochs or (1 if args.quick else 5)
     if args.section:
         sys.path.insert(0, str(ROOT))
         print(json.dumps(SECTIONS[args.section](args)))
