@@ -226,6 +226,22 @@ def report() -> dict:
     return out
 
 
+def markdown_rows(res: dict) -> str:
+    """The BENCHMARKS.md table rows of a report."""
+    rows = []
+    for key, (path, _) in TARGETS.items():
+        c = res.get(f"counts_{key}")
+        if c is None:
+            rows.append(f"| `{path}` | - | 0 | - | - | - | - | not run |")
+            continue
+        score = res.get(f"score_{key}")
+        se = res.get(f"score_{key}_se")
+        shown = "-" if score is None else f"{score:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+        rows.append(f"| `{path}` | {c['total']} | {c['checked']} | {c['killed']} | {c['equivalent']} | "
+                    f"{c['surviving']} | {shown} | {res[f'status_{key}']} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--module", choices=list(TARGETS), action="append",
@@ -235,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=int, default=None, metavar="N",
                     help="check a random sample of N mutants per module (an estimate; for short runs)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    ap.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md table rows")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="re-check the surviving mutants (after writing tests that should kill them)")
     args = ap.parse_args(argv)
@@ -247,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in res.items():
         if k.startswith(("score_", "status_")):
             print(f"{k}: {v}")
+    if args.markdown:
+        print(markdown_rows(res))
     return 0
 
 
