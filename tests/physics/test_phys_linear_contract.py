@@ -98,3 +98,30 @@ def test_linear_transform_input_checks_and_single_vectors():
         proj.transform(np.full((1, N), np.nan))
     cal = proj.calibration
     assert proj.recalibrate() is not cal and proj.calibration is proj.calibration
+
+
+def test_weak_outputs_are_floored_at_four_standard_errors_of_their_own_measurement():
+    """The documented rule (LinearCalibration.weak_outputs), recomputed from the calibration frames."""
+    scheme = opu.AnchorScheme(N, adc_max_dn=255, dark_repeats=6, reference_repeats=6)
+    sim = opu.Simulator(opu.realistic(seed=8, n_outputs=M).replace(dmd={"macro_pixel_mirrors": 2}),
+                        n_features=scheme.device_features)
+    seen = []
+
+    def acquire(p):
+        y = sim.acquire(p)
+        seen.append(y.astype(np.float64))
+        return y
+
+    cal = scheme.calibrate(acquire)
+    y = seen[0]
+    dark, ref = y[:6], y[6:]
+    q = 1 / 12
+    se = np.sqrt((ref.var(axis=0, ddof=1) + q) / 6 + (dark.var(axis=0, ddof=1) + q) / 6)
+    r = ref.mean(axis=0) - dark.mean(axis=0)
+    floor = np.maximum(4 * se, 1e-6 * r.mean())
+    weak = r < floor
+    assert 0 < weak.sum() < M  # a realistic device has some dark speckle grains
+    np.testing.assert_array_equal(cal.weak_outputs, weak)
+    np.testing.assert_allclose(cal.reference_dn, np.where(weak, floor, r))
+    np.testing.assert_allclose(cal.dark_dn, dark.mean(axis=0))
+    assert cal.scale == pytest.approx(np.sqrt(2 * N / r.mean()))  # E[ref] = g a x lit features (N)
