@@ -125,3 +125,11 @@ def test_weak_outputs_are_floored_at_four_standard_errors_of_their_own_measureme
     np.testing.assert_allclose(cal.reference_dn, np.where(weak, floor, r))
     np.testing.assert_allclose(cal.dark_dn, dark.mean(axis=0))
     assert cal.scale == pytest.approx(np.sqrt(2 * N / r.mean()))  # E[ref] = g a x lit features (N)
+
+
+def test_dark_reference_message_says_what_to_check():
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme, laser={"photons_per_mirror_us": 0.0})
+    with pytest.raises(opu.OPUError, match=r"^the reference frame is no brighter than the dark frame: no light "
+                       r"reaches the camera \(check laser power, exposure, or the number of lit mirrors\)$"):
+        scheme.calibrate(sim.acquire)
