@@ -130,6 +130,7 @@ def test_weak_outputs_are_floored_at_four_standard_errors_of_their_own_measureme
 def test_dark_reference_message_says_what_to_check():
     scheme = opu.AnchorScheme(N)
     sim = _sim(scheme, laser={"photons_per_mirror_us": 0.0})
-    with pytest.raises(opu.OPUError, match=r"^the reference frame is no brighter than the dark frame: no light "
-                       r"reaches the camera \(check laser power, exposure, or the number of lit mirrors\)$"):
+    message = (r"^the reference frame is no brighter than the dark frame: no light reaches the camera "
+               r"\(check laser power, exposure, or the number of lit mirrors\)$")
+    with pytest.raises(opu.OPUError, match=message):
         scheme.calibrate(sim.acquire)
