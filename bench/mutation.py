@@ -51,7 +51,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "encoding": ("opu/encoding.py", ["tests/physics/test_phys_encoding.py",
                                      "tests/physics/test_phys_inputs.py"]),
     "feedback": ("host/train/feedback.py", ["tests/train/test_trn_feedback.py"]),  # no device, no training
-    "medium": ("opu/medium.py", ["tests/physics/test_phys_medium.py", "tests/physics/test_phys_rng.py"]),
+    "medium": ("opu/medium.py", ["tests/physics/test_phys_phasor.py", "tests/physics/test_phys_medium.py",
+                                 "tests/physics/test_phys_rng.py"]),
     "camera": ("opu/camera.py", ["tests/physics/test_phys_fixed_pattern.py",
                                  "tests/physics/test_phys_camera.py"]),
     "linear": ("opu/linear.py", ["tests/physics/test_phys_linear_contract.py",
