@@ -22,7 +22,9 @@ Timeouts count as killed (the mutant made the tests hang); "no tests" mutants co
     python bench/mutation.py --module encoding    # one module
     python bench/mutation.py --report             # recompute the scores from the finished runs
 
-Not part of ``make test`` or CI: it takes tens of minutes per module on 2 cores.
+Not part of ``make test`` or CI: it takes tens of minutes per module on 2 cores. Changing a module's
+test list in :data:`TARGETS` makes mutmut forget that module's verdicts (its statistics depend on
+it): put new tests in files already listed, or run the module (or its sample) again.
 """
 
 from __future__ import annotations
@@ -222,8 +224,12 @@ def report() -> dict:
             out[f"score_{key}_se"] = round(math.sqrt(score * (1 - score) / denom), 4)
         out[f"counts_{key}"] = {"total": total, "checked": checked, "killed": killed,
                                 "equivalent": len(equivalent), "surviving": len(survived)}
-        out[f"status_{key}"] = ("complete" if complete else
-                                f"partial: {checked} of {total} mutants checked; score estimated over them")
+        if complete:
+            out[f"status_{key}"] = "complete"
+        elif checked:
+            out[f"status_{key}"] = f"partial: {checked} of {total} mutants checked; score estimated over them"
+        else:
+            out[f"status_{key}"] = f"not run: {total} mutants generated, none checked"
         out[f"surviving_{key}"] = survived
     return out
 
