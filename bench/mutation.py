@@ -201,8 +201,9 @@ def equivalent_mutants() -> dict[str, str]:
 def report() -> dict:
     eq = equivalent_mutants()
     out: dict = {"tool": "mutmut",
-                 "definition": "score = killed / (total - equivalent); timeouts and crashes count as killed, 'no tests' against the score; a partial run (a random sample) is scored "
-                 "over its checked mutants, with the binomial standard error score_<module>_se"}
+                 "definition": "score = killed / (total - equivalent); timeouts and crashes count as "
+                 "killed, 'no tests' against the score; a partial run (a random sample) is scored over its "
+                 "checked mutants, with the binomial standard error score_<module>_se"}
     for key in TARGETS:
         st = _statuses(key)
         if not st:
