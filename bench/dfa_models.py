@@ -6,7 +6,8 @@ Same seed (0) for every mode; optical-dfa on the realistic default device throug
 * Conv net (``--model cnn``): conv(32)-pool-conv(64)-pool-dense(128)-out, feedback points after
   each block (``--cnn-feedback dense``: after the dense layer only); Fashion-MNIST, batch 128, Adam 1e-3,
   10 epochs; modes bp, dfa, optical-dfa, pfa (SGD 0.01, momentum 0.9), shallow; tanh (--cnn-activation).
-  ``cnn_step_time_ratio`` = median step time of optical-dfa / bp (epochs 2.., compilation excluded; the first epoch when only one is run).
+  ``cnn_step_time_ratio`` = median step time of optical-dfa / bp (epochs 2.., compilation excluded;
+  the first epoch when only one is run).
 * GCN (``--model gcn``): 2 layers, 16 hidden, relu, full batch, Adam 0.01, weight decay 5e-4, 20 epochs of
   10 steps; on the embedded CSBM (``gcn_*``) and on Cora when ``cora.content``/``cora.cites`` are found in
   ``--data-dir`` (``cora_*``, 25 epochs); modes bp, dfa, optical-dfa, shallow.
