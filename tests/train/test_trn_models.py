@@ -112,3 +112,13 @@ def test_device_failure_in_a_gcn_run_keeps_checkpoint_and_metrics(tmp_path):
     res = train(cfg, tmp_path / "run", device=FlakySimDevice(opu.realistic(seed=0)).open(), resume=True,
                 progress=False)
     assert [r["epoch"] for r in res.metrics] == [1, 2]
+
+
+def test_pfa_resume_restores_r_exactly(tmp_path):
+    cfg = TrainConfig(mode="pfa", model="mlp", hidden=(32,), batch_size=64, max_train_samples=256, epochs=2,
+                      optimizer="sgd", lr=0.05, alignment_batch=64)
+    full = train(cfg, tmp_path / "full", progress=False)
+    train(cfg.model_copy(update={"epochs": 1}), tmp_path / "part", progress=False)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert [r["train_loss"] for r in resumed.metrics] == [r["train_loss"] for r in full.metrics]
+    assert resumed.final["alignment"] == full.final["alignment"]  # path alignment uses the restored R
