@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gcn-hidden", type=int, default=16, help="gcn: hidden units")
     p.add_argument("--graph-steps-per-epoch", type=int, default=10, help="gcn: full-batch steps per epoch")
     p.add_argument("--activation", choices=("tanh", "relu"), default=None,
-                   help="default: tanh (mlp), relu (cnn, gcn)")
+                   help="default: tanh (mlp, cnn), relu (gcn)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
