@@ -2,6 +2,8 @@
 
     opu train --mode optical-dfa --device sim --dataset digits --epochs 10 --seed 0 --out runs/odfa
     opu train --mode optical-dfa --out runs/odfa --epochs 20 --resume     # continue the same run
+    opu train --model cnn --mode dfa --dataset fashion-mnist --out runs/cnn_dfa
+    opu train --model gcn --mode optical-dfa --dataset csbm --lr 0.01 --weight-decay 5e-4 --out runs/gcn
 
 Writes OUT/config.json, OUT/metrics.jsonl (one JSON line per epoch), OUT/curves.png and
 OUT/checkpoint.npz (every epoch). Exit status 0 on success, 2 on a bad argument, 3 when the device
@@ -28,25 +30,40 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from host.train import DATASETS, MODES
+    from host.train import DATASETS, MODELS, MODES
+    from host.train.graphs import GRAPH_DATASETS
 
     p = subparsers.add_parser(
-        "train", help="train a network with BP, DFA, optical DFA (device in the loop) or shallow learning",
+        "train",
+        help="train an MLP, conv net or GCN with BP, DFA, optical DFA (device in the loop), PFA or shallow",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=MODES, default="optical-dfa")
     p.add_argument("--device", default="sim",
                    help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
                         '(default: sim)')
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--data-dir", default=None, help="directory with the IDX files (mnist, fashion-mnist)")
+    p.add_argument("--model", choices=MODELS, default="mlp",
+                   help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph datasets)")
+    p.add_argument("--dataset", choices=(*DATASETS, *GRAPH_DATASETS), default=None,
+                   help="default: digits (mlp, cnn), csbm (gcn)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the IDX files (mnist, fashion-mnist) or NAME.content/NAME.cites "
+                        "(cora, citeseer)")
     p.add_argument("--max-train-samples", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--hidden", type=_widths, default=(256, 256), help="hidden widths, e.g. 256,256")
-    p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
+    p.add_argument("--channels", type=_widths, default=(32, 64), help="cnn: channels of the conv blocks")
+    p.add_argument("--dense-width", type=int, default=128, help="cnn: width of the dense layer")
+    p.add_argument("--gcn-hidden", type=int, default=16, help="gcn: hidden units")
+    p.add_argument("--graph-steps-per-epoch", type=int, default=10, help="gcn: full-batch steps per epoch")
+    p.add_argument("--activation", choices=("tanh", "relu"), default=None,
+                   help="default: tanh (mlp), relu (cnn, gcn)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on all parameters")
+    p.add_argument("--pfa-k", type=int, default=10, help="pfa: B is N_out x k N_out")
+    p.add_argument("--pfa-decay", type=float, default=1e-3, help="pfa: weight decay of R")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run directory (metrics, curves, checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -87,8 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = TrainConfig(
-            mode=args.mode, dataset=args.dataset, data_dir=args.data_dir,
+            mode=args.mode, model=args.model,
+            dataset=args.dataset or ("csbm" if args.model == "gcn" else "digits"), data_dir=args.data_dir,
             max_train_samples=args.max_train_samples, hidden=args.hidden, activation=args.activation,
+            channels=args.channels, dense_width=args.dense_width, gcn_hidden=args.gcn_hidden,
+            graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
+            pfa_k=args.pfa_k, pfa_decay=args.pfa_decay,
             batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
             feedback=FeedbackConfig(
@@ -109,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     f = res.final if res.metrics else None
     if f is not None:
-        print(f"done: {cfg.mode} test accuracy {100 * f['test_accuracy']:.2f} % after {f['epoch']} epochs; "
+        acc = 100 * f["test_accuracy"]
+        print(f"done: {cfg.model} {cfg.mode} test accuracy {acc:.2f} % after {f['epoch']} epochs; "
               f"outputs in {res.out_dir}")
     return 0

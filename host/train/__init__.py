@@ -8,24 +8,32 @@ The device is reached only through :mod:`drivers` (``drivers.connect``); see doc
 
 from .data import DATASETS, Dataset, DatasetError, load_dataset
 from .feedback import DigitalFeedback, FeedbackConfig, OpticalFeedback
-from .models import Dense, Layer, Network, mlp
+from .models import MODELS, Dense, Layer, Network, cnn, gcn, mlp
+from .points import FeedbackPointError, PointLayout, discover_points, feedback_point
 from .trainer import MODES, TrainConfig, TrainingError, TrainingInterrupted, TrainResult, read_metrics, train
 
 __all__ = [
     "DATASETS",
+    "MODELS",
     "MODES",
     "Dataset",
     "DatasetError",
     "Dense",
     "DigitalFeedback",
     "FeedbackConfig",
+    "FeedbackPointError",
     "Layer",
     "Network",
     "OpticalFeedback",
+    "PointLayout",
     "TrainConfig",
     "TrainResult",
     "TrainingError",
     "TrainingInterrupted",
+    "cnn",
+    "discover_points",
+    "feedback_point",
+    "gcn",
     "load_dataset",
     "mlp",
     "read_metrics",

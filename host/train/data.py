@@ -53,6 +53,7 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     source: str
+    image_shape: tuple[int, int] | None = None  # (H, W) of the flattened grey images, None if not images
 
     @property
     def n_features(self) -> int:
@@ -116,7 +117,7 @@ def load_idx_dataset(name: str, data_dir: Path | None = None) -> Dataset:
             ytr, yte = arr["train_labels"].astype(np.int32), arr["test_labels"].astype(np.int32)
             if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
                 raise DatasetError(f"{d}: image and label counts differ")
-            return _standardized(name, xtr, ytr, xte, yte, 10, str(d))
+            return _standardized(name, xtr, ytr, xte, yte, 10, str(d), tuple(arr["train_images"].shape[1:3]))
     where = ", ".join(str(d) for d in tried) or "(no directory: pass --data-dir)"
     raise DatasetError(f"dataset {name!r} not found in {where}; {_install_hint(name)}")
 
@@ -131,15 +132,15 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     perm = np.random.default_rng(seed).permutation(x.shape[0])
     n_test = round(test_fraction * x.shape[0])
     te, tr = perm[:n_test], perm[n_test:]
-    return _standardized("digits", x[tr], y[tr], x[te], y[te], 10, "sklearn.datasets.load_digits")
+    return _standardized("digits", x[tr], y[tr], x[te], y[te], 10, "sklearn.datasets.load_digits", (8, 8))
 
 
-def _standardized(name, xtr, ytr, xte, yte, n_classes, source) -> Dataset:
+def _standardized(name, xtr, ytr, xte, yte, n_classes, source, image_shape=None) -> Dataset:
     mean = xtr.mean(axis=0)
     std = xtr.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)  # constant pixels (image borders) stay 0
     norm = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
-    return Dataset(name, norm(xtr), ytr, norm(xte), yte, n_classes, source)
+    return Dataset(name, norm(xtr), ytr, norm(xte), yte, n_classes, source, image_shape)
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:

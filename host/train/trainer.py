@@ -34,13 +34,15 @@ from drivers.base import Device
 from drivers.errors import DriverError
 
 from . import checkpoint
-from .data import Dataset, load_dataset
+from .data import DatasetError
 from .feedback import DigitalFeedback, FeedbackConfig, OpticalFeedback, layer_scales
-from .models import mlp
+from .pfa import PFASteps, discover_linears
 from .plots import plot_runs
+from .points import discover_points
 from .steps import Steps
+from .tasks import TaskError, build_task
 
-MODES = ("bp", "dfa", "optical-dfa", "shallow")
+MODES = ("bp", "dfa", "optical-dfa", "pfa", "shallow")
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
@@ -55,21 +57,33 @@ class TrainConfig(BaseModel):
     """Everything that defines a run (stored in ``OUT/config.json``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["bp", "dfa", "optical-dfa", "shallow"] = "optical-dfa"
-    dataset: Literal["digits", "fashion-mnist", "mnist"] = "digits"
+    mode: Literal["bp", "dfa", "optical-dfa", "pfa", "shallow"] = "optical-dfa"
+    model: Literal["mlp", "cnn", "gcn"] = "mlp"
+    dataset: Literal["digits", "fashion-mnist", "mnist", "csbm", "cora", "citeseer"] = "digits"
     data_dir: str | None = None
     max_train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
-    hidden: tuple[int, ...] = (256, 256)
-    activation: Literal["tanh", "relu"] = "tanh"
+    hidden: tuple[int, ...] = Field((256, 256), description="mlp: hidden widths")
+    channels: tuple[int, ...] = Field((32, 64), description="cnn: channels of the conv blocks")
+    dense_width: int = Field(128, ge=1, description="cnn: width of the dense layer")
+    gcn_hidden: int = Field(16, ge=1, description="gcn: hidden units")
+    graph_steps_per_epoch: int = Field(10, ge=1, description="gcn: full-batch steps per epoch")
+    activation: Literal["tanh", "relu"] | None = Field(None, description="None: tanh (mlp), relu (cnn, gcn)")
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(10, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradients (coupled)")
     seed: int = Field(0, ge=0)
     device: str = "sim"
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     alignment_batch: int = Field(256, ge=2)
+    pfa_k: int = Field(10, ge=1, description="pfa: B is N_out x k N_out")
+    pfa_decay: float = Field(1e-3, ge=0, description="pfa: weight decay lambda of R")
+
+    @property
+    def act(self) -> str:
+        return self.activation or ("tanh" if self.model == "mlp" else "relu")
 
 
 class TrainingError(RuntimeError):
@@ -98,9 +112,10 @@ class TrainResult:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    if cfg.optimizer == "adam":
-        return optax.adam(cfg.lr)
-    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+    opt = optax.adam(cfg.lr) if cfg.optimizer == "adam" else optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+    if cfg.weight_decay > 0:  # L2 penalty on every parameter, added to the (BP, DFA or PFA) gradient
+        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+    return opt
 
 
 def read_metrics(out_dir: Path) -> list[dict]:
@@ -140,35 +155,42 @@ def train(
         resume = False
     checkpoint.atomic_write_text(out / CONFIG, cfg.model_dump_json(indent=2))
 
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    if cfg.max_train_samples is not None:
-        k = cfg.max_train_samples
-        data = Dataset(data.name, data.x_train[:k], data.y_train[:k], data.x_test, data.y_test,
-                       data.n_classes, data.source)
-    n_train = data.x_train.shape[0]
-    if n_train < cfg.batch_size:
-        raise TrainingError(f"batch_size={cfg.batch_size} exceeds the {n_train} training samples")
-    net = mlp(cfg.hidden, data.n_classes, cfg.activation)
+    try:
+        task = build_task(cfg)
+    except (TaskError, DatasetError) as err:
+        raise TrainingError(str(err)) from err
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_fb = jax.random.split(key)
-    params = net.init(k_init, data.n_features)
+    example = task.example()
+    params = task.model.init(k_init, example.inputs)
     opt = make_optimizer(cfg)
     opt_state = opt.init(params)
-    m = sum(net.hidden_sizes)
-    steps = Steps(net, opt, layer_scales(cfg.feedback, net.hidden_sizes, data.n_classes))
+    # the feedback points, found by tracing once (no computation): names, shapes, total size m
+    layout = discover_points(task.model.apply, params, example.inputs, lead_ndim=task.lead_ndim,
+                             require=cfg.mode != "bp")
+    m = layout.total
+    steps = Steps(task.model.apply, opt, layout, layer_scales(cfg.feedback, layout.sizes, task.n_classes))
+    pfa, aux = None, {}
+    if cfg.mode == "pfa":
+        linears = discover_linears(task.model.apply, params, example.inputs)
+        if len(linears) < 2:
+            raise TrainingError(f"--mode pfa needs a model built of named pfa.linear maps (mlp, cnn); "
+                                f"{cfg.model} has {len(linears)}")
+        pfa = PFASteps(task.model.apply, opt, linears, k_fb, cfg.pfa_k, cfg.pfa_decay)
+        aux = pfa.init_aux()
 
     own_device = False
     feedback: DigitalFeedback | OpticalFeedback | None = None
     meta: dict = {}
     if resume:
-        (params, opt_state), meta = checkpoint.load(ckpt_path, (params, opt_state))
+        (params, opt_state, aux), meta = checkpoint.load(ckpt_path, (params, opt_state, aux))
     start_epoch = int(meta.get("epoch", 0))
     result = TrainResult(cfg, out)
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
     try:
         if cfg.mode == "dfa":
-            feedback = DigitalFeedback(k_fb, m, data.n_classes)
+            feedback = DigitalFeedback(k_fb, m, task.n_classes)
         elif cfg.mode == "optical-dfa":
             if device is None:
                 if connect is None:
@@ -177,7 +199,7 @@ def train(
                     connect = drivers.connect
                 device = connect(cfg.device)
                 own_device = True
-            feedback = OpticalFeedback(device, m, data.n_classes, cfg.feedback)
+            feedback = OpticalFeedback(device, m, task.n_classes, cfg.feedback)
             stored_dev = meta.get("device")
             settings = feedback.setup(stored_dev["settings"] if stored_dev else None)
             if feedback.exposure is not None:
@@ -193,19 +215,16 @@ def train(
         history = [r for r in read_metrics(out) if r["epoch"] <= start_epoch]
         checkpoint.atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
         result.metrics = history
-        x_al = jnp.asarray(data.x_test[: cfg.alignment_batch])
-        y_al = jnp.asarray(data.y_test[: cfg.alignment_batch])
-        n_steps = n_train // cfg.batch_size
         for epoch in range(start_epoch, cfg.epochs):
-            rec, params, opt_state = _run_epoch(
-                cfg, epoch, data, steps, feedback, device, params, opt_state, n_steps, x_al, y_al, progress)
+            rec, params, opt_state, aux = _run_epoch(cfg, epoch, task, steps, pfa, feedback, device,
+                                                     (params, opt_state, aux), progress)
             history.append(rec)
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             meta = _meta(cfg, epoch + 1, k_init, k_fb, device if cfg.mode == "optical-dfa" else None,
                          meta_device_settings)
-            checkpoint.save(ckpt_path, (params, opt_state), meta)
-            plot_runs({cfg.mode: history}, out / CURVES, title=f"{cfg.mode} on {cfg.dataset}")
+            checkpoint.save(ckpt_path, (params, opt_state, aux), meta)
+            plot_runs({cfg.mode: history}, out / CURVES, title=f"{cfg.model} {cfg.mode} on {cfg.dataset}")
             say(_summary(rec))
     except DriverError as err:
         done = len(result.metrics)
@@ -237,36 +256,38 @@ def _restore_clock(device: Device, stored: dict) -> None:
     device.sync_clock(int(stored["frames_total"]), float(stored["device_time_s"]))
 
 
-def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_steps, x_al, y_al, progress):
+def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
     from tqdm.auto import tqdm
 
+    params, opt_state, aux = state
     t0 = time.perf_counter()
     frames0 = device.frames_acquired if device is not None else 0
     dtime0 = device.device_time_s if device is not None else 0.0
     sat0 = getattr(feedback, "saturation_warnings", 0)
     if feedback is not None:
         feedback.begin_epoch()
-    order = np.random.default_rng([cfg.seed, epoch]).permutation(data.x_train.shape[0])
-    losses, corrects = [], []
-    bar = tqdm(total=n_steps, desc=f"{cfg.mode} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-               leave=False, unit="step")
+    n_steps = task.n_steps
+    losses, corrects, counts = [], [], []
+    bar = tqdm(total=n_steps, desc=f"{cfg.model} {cfg.mode} epoch {epoch + 1}/{cfg.epochs}",
+               disable=not progress, leave=False, unit="step")
     try:
-        for s in range(n_steps):
-            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            x, y = jnp.asarray(data.x_train[idx]), jnp.asarray(data.y_train[idx])
+        for s, batch in enumerate(task.batches(cfg.seed, epoch)):
             if cfg.mode == "bp":
-                params, opt_state, loss, correct = steps.bp_step(params, opt_state, x, y)
+                params, opt_state, loss, correct = steps.bp_step(params, opt_state, batch)
+            elif cfg.mode == "pfa":
+                params, opt_state, aux, loss, correct = pfa.step(params, opt_state, aux, batch)
             else:
-                loss, correct, e, inputs, pre = steps.forward_error(params, x, y)
+                loss, correct, e, wsum, vjp = steps.forward_error(params, batch)
                 if cfg.mode == "shallow":
-                    params, opt_state = steps.shallow_step(params, opt_state, x, y, None, inputs, pre)
+                    params, opt_state = steps.shallow_step(params, opt_state, vjp, e, wsum)
                 else:
                     # the one device call of this step; its encoding noise is keyed by the step
                     rng = np.random.default_rng([cfg.seed, epoch, s, _ENCODING_STREAM])
                     fb = jnp.asarray(feedback.project(e, rng))
-                    params, opt_state = steps.dfa_step(params, opt_state, x, y, fb, inputs, pre)
+                    params, opt_state = steps.dfa_step(params, opt_state, vjp, e, wsum, fb)
             losses.append(loss)
             corrects.append(correct)
+            counts.append(jnp.sum(batch.w))
             bar.update(1)
             if s % 10 == 9:
                 bar.set_postfix(loss=f"{float(loss):.3f}")
@@ -276,24 +297,32 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
     frames_train = (device.frames_acquired - frames0) if device is not None else 0
     align = None
     if feedback is not None:
-        _, _, e_al, _, _ = steps.forward_error(params, x_al, y_al)
+        al = task.alignment_batch()
+        _, _, e_al, _, _ = steps.forward_error(params, al)
         fb = jnp.asarray(feedback.project(e_al, np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])))
-        cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, x_al, y_al, fb))
+        cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, al, fb))
         align = [
-            {"layer": j + 1, "cos_update": float(cu[j]),
+            {"layer": j + 1, "point": name, "cos_update": float(cu[j]),
              "angle_update_deg": float(np.degrees(np.arccos(np.clip(cu[j], -1, 1)))),
              "cos_sample_mean": float(cm[j]), "cos_sample_std": float(cs[j])}
-            for j in range(cu.shape[0])
+            for j, name in enumerate(steps.layout.names)
         ]
-    test_loss, test_acc = _evaluate(steps, params, data.x_test, data.y_test)
-    n_seen = n_steps * cfg.batch_size
+    elif pfa is not None:
+        cu, path = (np.asarray(v, np.float64) for v in pfa.alignment(params, aux, task.alignment_batch()))
+        align = [
+            {"layer": j + 1, "point": name, "cos_update": float(cu[j]),
+             "angle_update_deg": float(np.degrees(np.arccos(np.clip(cu[j], -1, 1)))),
+             "path_alignment": None if np.isnan(path[j]) else float(path[j])}
+            for j, name in enumerate(pfa.shapes)
+        ]
+    evaluation = task.evaluate(steps, params)
     rec: dict[str, Any] = {
         "epoch": epoch + 1,
         "mode": cfg.mode,
+        "model": cfg.model,
         "train_loss": float(jnp.stack(losses).mean()),
-        "train_accuracy": float(jnp.stack(corrects).sum()) / n_seen,
-        "test_loss": test_loss,
-        "test_accuracy": test_acc,
+        "train_accuracy": float(jnp.stack(corrects).sum() / jnp.stack(counts).sum()),
+        **evaluation,
         "alignment": align,
         "frames": (device.frames_acquired - frames0) if device is not None else 0,
         "frames_train": frames_train,
@@ -303,16 +332,7 @@ def _run_epoch(cfg, epoch, data, steps, feedback, device, params, opt_state, n_s
         "wall_s": time.perf_counter() - t0,
         "step_time_ms": 1e3 * train_wall / max(n_steps, 1),
     }
-    return rec, params, opt_state
-
-
-def _evaluate(steps: Steps, params, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> tuple[float, float]:
-    loss, correct = 0.0, 0
-    for lo in range(0, x.shape[0], chunk):
-        lsum, c = steps.evaluate(params, jnp.asarray(x[lo : lo + chunk]), jnp.asarray(y[lo : lo + chunk]))
-        loss += float(lsum)
-        correct += int(c)
-    return loss / x.shape[0], correct / x.shape[0]
+    return rec, params, opt_state, aux
 
 
 def _meta(cfg, epoch, k_init, k_fb, device, settings) -> dict:

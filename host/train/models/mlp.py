@@ -1,10 +1,7 @@
-"""Models as a stack of layers, each ``h_{l-1} -> a_l`` followed by an activation.
+"""Fully connected network: hidden layers ``h_l = f(h_{l-1} W_l + b_l)``, each followed by a feedback point.
 
-DFA needs each hidden layer's pre-activation ``a_l`` and the local map ``theta_l -> a_l`` (to turn a
-feedback signal ``delta_l = dL/da_l`` into parameter gradients with one ``jax.vjp``), so a layer is
-anything following :class:`Layer`: ``init`` and ``apply``. :class:`Dense` is the one shipped; a
-convolution or graph convolution plugs in the same way (its feedback size is the flattened size of
-its output).
+Shapes: x (b, d) float32 -> logits (b, C). Points ``"dense1"``, ``"dense2"``, ... sit after each hidden
+activation (feedback size d_l per sample); the output layer gets its true gradient.
 """
 
 from __future__ import annotations
@@ -16,6 +13,9 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
+from ..pfa import linear
+from ..points import feedback_point
+
 Params = Any  # a pytree of jnp arrays
 
 ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
@@ -25,13 +25,13 @@ ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
 
 
 class Layer(Protocol):
-    """One trainable map ``h (b, in) -> a (b, out)`` (pre-activation)."""
+    """One trainable map ``h (b, in) -> a (b, out)`` (pre-activation); ``name`` labels it (PFA)."""
 
     out_features: int
 
     def init(self, key: jax.Array, in_features: int) -> Params: ...
 
-    def apply(self, params: Params, h: jnp.ndarray) -> jnp.ndarray: ...
+    def apply(self, params: Params, h: jnp.ndarray, name: str) -> jnp.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,14 @@ class Dense:
         w = jax.random.normal(key, (in_features, self.out_features), jnp.float32) / jnp.sqrt(in_features)
         return {"w": w, "b": jnp.zeros((self.out_features,), jnp.float32)}
 
-    def apply(self, params: Params, h: jnp.ndarray) -> jnp.ndarray:
-        return h @ params["w"] + params["b"]
+    def apply(self, params: Params, h: jnp.ndarray, name: str = "dense") -> jnp.ndarray:
+        """``h W + b``; ``name`` labels the weight for PFA (:func:`host.train.pfa.linear`)."""
+        return linear(jnp.matmul, h, params["w"], name) + params["b"]
 
 
 @dataclass(frozen=True)
 class Network:
-    """Hidden layers (each followed by ``activation``) and a linear output layer (logits)."""
+    """Hidden layers (each followed by ``activation`` and a feedback point) and a linear output layer."""
 
     hidden: tuple[Layer, ...]
     output: Layer
@@ -64,32 +65,22 @@ class Network:
     def layers(self) -> tuple[Layer, ...]:
         return (*self.hidden, self.output)
 
-    @property
-    def hidden_sizes(self) -> tuple[int, ...]:
-        """Feedback size of each hidden layer (slices of the one global projection)."""
-        return tuple(layer.out_features for layer in self.hidden)
-
-    def init(self, key: jax.Array, in_features: int) -> list[Params]:
+    def init(self, key: jax.Array, inputs: int | jnp.ndarray) -> list[Params]:
+        """Parameters for inputs with ``inputs`` features (an int, or an example batch (b, d))."""
+        d = inputs if isinstance(inputs, int) else int(inputs.shape[-1])
         keys = jax.random.split(key, len(self.layers))
-        params, d = [], in_features
+        params = []
         for k, layer in zip(keys, self.layers, strict=True):
             params.append(layer.init(k, d))
             d = layer.out_features
         return params
 
-    def forward(self, params: Sequence[Params], x: jnp.ndarray) -> tuple[jnp.ndarray, list, list]:
-        """Logits (b, C), hidden inputs [h_0 = x, ..., h_{L-1}], hidden pre-activations [a_1..a_{L-1}]."""
-        h, inputs, pre = x, [], []
-        for layer, p in zip(self.hidden, params[:-1], strict=True):
-            inputs.append(h)
-            a = layer.apply(p, h)
-            pre.append(a)
-            h = self.act(a)
-        inputs.append(h)
-        return self.output.apply(params[-1], h), inputs, pre
-
-    def logits(self, params: Sequence[Params], x: jnp.ndarray) -> jnp.ndarray:
-        return self.forward(params, x)[0]
+    def apply(self, params: Sequence[Params], x: jnp.ndarray) -> jnp.ndarray:
+        """Logits (b, C) of x (b, d)."""
+        h = x
+        for i, (layer, p) in enumerate(zip(self.hidden, params[:-1], strict=True)):
+            h = feedback_point(self.act(layer.apply(p, h, f"dense{i + 1}")), f"dense{i + 1}")
+        return self.output.apply(params[-1], h, "out")
 
 
 def mlp(hidden: Sequence[int], n_classes: int, activation: str = "tanh") -> Network:
