@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import sim as _sim  # noqa: F401  (importing it registers the "sim" backend)
+from . import twin as _twin  # noqa: F401  (importing it registers the "twin" backend)
 from . import visa as _visa  # noqa: F401  (importing it registers the "visa" backend)
 from .base import CameraRoi, Device, DeviceIdentity, DeviceSettings, DeviceStatus, InputRoi
 from .errors import (

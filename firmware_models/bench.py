@@ -19,8 +19,9 @@ from .settings import Settings
 class OpticalBench:
     """Bench config (``config``), noise switch (``noise``), clock (``clock``) and the Simulator."""
 
-    def __init__(self, config: opu.OPUConfig) -> None:
+    def __init__(self, config: opu.OPUConfig, medium: opu.RecoveredMedium | None = None) -> None:
         self.config = config
+        self.medium = medium  # a recovered matrix (digital twin) instead of the seed's medium
         self.noise = True
         self.clock = DeviceClock(electrical_power_w=config.electrical_power_w)
         self._sim: opu.Simulator | None = None
@@ -56,7 +57,7 @@ class OpticalBench:
         """The Simulator for ``config`` and ``n_features``, keeping the optics where possible."""
         sim = self._sim
         if sim is None or sim.n_features != n_features:
-            sim = opu.Simulator(config, n_features)
+            sim = opu.Simulator(config, n_features, medium=self.medium)
             sim.clock = self.clock
             self._sync_medium(sim)
         elif sim.config != config:

@@ -62,12 +62,16 @@ class Controller(DeviceCore):
         Most patterns one uploaded sequence may hold.
     frame_buffer_bytes:
         Capacity of the frame buffer; a sequence whose frames do not fit is refused (205).
+    medium:
+        Optional :class:`opu.RecoveredMedium`: the bench's transmission matrix is this given matrix
+        (a digital twin of a measured device) instead of the one generated from the seed.
     """
 
     def __init__(self, config: opu.OPUConfig | None = None, *, serial: str = "SIM0001",
-                 pattern_memory: int = 4096, frame_buffer_bytes: int = 512 * 2**20) -> None:
+                 pattern_memory: int = 4096, frame_buffer_bytes: int = 512 * 2**20,
+                 medium: opu.RecoveredMedium | None = None) -> None:
         super().__init__(config, serial=serial, pattern_memory=pattern_memory,
-                         frame_buffer_bytes=frame_buffer_bytes)
+                         frame_buffer_bytes=frame_buffer_bytes, medium=medium)
         self.front = ScpiFrontEnd(self)
 
     def handle(self, request: bytes) -> bytes | None:

@@ -61,8 +61,11 @@ class DeviceCore:
     """The emulated OPU's firmware as Python calls. Parameters: see :class:`~firmware_models.Controller`."""
 
     def __init__(self, config: opu.OPUConfig | None = None, *, serial: str = "SIM0001",
-                 pattern_memory: int = 4096, frame_buffer_bytes: int = 512 * 2**20) -> None:
+                 pattern_memory: int = 4096, frame_buffer_bytes: int = 512 * 2**20,
+                 medium: opu.RecoveredMedium | None = None) -> None:
         config = opu.realistic(seed=0) if config is None else config
+        if medium is not None and not isinstance(medium, opu.RecoveredMedium):
+            raise opu.ConfigError(f"medium must be an opu.RecoveredMedium, got {type(medium).__name__}")
         if not isinstance(config, opu.OPUConfig):
             raise opu.ConfigError(f"config must be an opu.OPUConfig, got {type(config).__name__}")
         if not (isinstance(pattern_memory, numbers.Integral) and pattern_memory >= 1):
@@ -79,7 +82,7 @@ class DeviceCore:
         self.pattern_memory = int(pattern_memory)
         self.frame_buffer_bytes = int(frame_buffer_bytes)
         self._lock = threading.RLock()
-        self.bench = OpticalBench(config)
+        self.bench = OpticalBench(config, medium)
         self.errors = ErrorQueue()
         self.faults = FaultPlan()
         self.txn = SettingsTxn(power_on, device_size(config))

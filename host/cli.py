@@ -16,6 +16,7 @@ COMMANDS = (
     "host.commands.serve",
     "host.commands.train",
     "host.commands.calibrate",
+    "host.commands.tm_retrieve",
 )
 
 

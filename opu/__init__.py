@@ -33,6 +33,7 @@ from .linear import (
     linear_transform,
     make_scheme,
 )
+from .medium import RecoveredMedium
 from .model import Simulator
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "OPUConfig",
     "OPUError",
     "PatternError",
+    "RecoveredMedium",
     "Roi",
     "SaturationWarning",
     "ShapeError",

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import ConfigError, ShapeError
 from .rng import Stream, threefry2x32, threefry_key
 
 _SQRT_HALF = np.float32(math.sqrt(0.5))
@@ -270,3 +271,131 @@ class DriftingMedium:
     def step_at(self, t_s: float) -> int:
         """Drift step index in force at device time ``t_s``."""
         return math.floor(t_s / self.step_s + 1e-9)
+
+
+class ExplicitTransmissionMatrix(TransmissionMatrix):
+    """A transmission matrix given by its entries (e.g. one recovered from a device's frames).
+
+    Same interface as :class:`TransmissionMatrix` (blocks, W, W rows), so the :class:`Simulator`'s
+    dense and on-demand paths use it unchanged. Drift innovations ``w_dense(key=...)`` still come
+    from the counter-based generator of ``seed``, so a drifting twin decorrelates from the given
+    matrix with the documented Ornstein-Uhlenbeck law.
+
+    Parameters
+    ----------
+    matrix:
+        B (m, n) complex, in the simulator's units (``E|B_ij|^2`` = mirrors per feature).
+    pixel_ids, mirror_ids:
+        (m,) and (n,) absolute ids of the rows and columns (as for :class:`TransmissionMatrix`).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        matrix: np.ndarray,
+        pixel_ids: np.ndarray,
+        mirror_ids: np.ndarray,
+        mirrors_per_feature: int = 1,
+    ) -> None:
+        super().__init__(seed, pixel_ids, mirror_ids, mirrors_per_feature)
+        b = np.asarray(matrix)
+        if b.shape != (self.pixel_ids.size, self.mirror_ids.size):
+            raise ShapeError(
+                f"matrix of shape {b.shape} does not match {self.pixel_ids.size} pixel ids x "
+                f"{self.mirror_ids.size} mirror ids"
+            )
+        self._matrix = b.astype(np.complex64)
+        bt = self._matrix.T
+        self._w = jnp.asarray(np.concatenate([bt.real, bt.imag], axis=1).astype(np.float32))
+
+    def block(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """B[rows, cols] as complex64 (numpy)."""
+        return self._matrix[rows, cols].copy()
+
+    def w_dense(self, block_features: int = 512, key: jnp.ndarray | None = None) -> jnp.ndarray:
+        """W (n, 2m) of the given matrix; with ``key``, a generated matrix of the same law (drift)."""
+        if key is None:
+            return self._w
+        return super().w_dense(block_features, key)
+
+    def w_rows(self, features: np.ndarray) -> jnp.ndarray:
+        """Rows of W for the given feature indices (k,): float32 (k, 2m)."""
+        return self._w[jnp.asarray(np.asarray(features, dtype=np.int64))]
+
+
+class RecoveredMedium:
+    """A medium known by its matrix on a set of camera pixels and DMD macro-pixels.
+
+    The medium seam of :class:`opu.Simulator` (``medium=``): instead of generating B from the
+    seed, the simulator takes the rows and columns it needs from this matrix, by absolute pixel
+    and mirror id, so a device built on it reproduces exactly the pixels and features it was
+    measured on (any ROI or feature count inside them; anything outside raises ConfigError).
+
+    Parameters
+    ----------
+    matrix:
+        B (m, n) complex in the simulator's intensity units (``E|B_ij|^2`` = mirrors per feature).
+    pixel_ids:
+        (m,) absolute camera pixel ids of the rows (``opu.camera.roi_pixel_ids``), unique.
+    mirror_ids:
+        (n,) absolute ids of the top-left mirror of each column's macro-pixel, unique.
+    mirrors_per_feature:
+        Macro-pixel area the columns were measured with; a device with another macro-pixel size
+        has other columns and is refused.
+    """
+
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        pixel_ids: np.ndarray,
+        mirror_ids: np.ndarray,
+        mirrors_per_feature: int = 1,
+    ) -> None:
+        b = np.asarray(matrix)
+        if b.ndim != 2 or not np.iscomplexobj(b):
+            raise ShapeError(f"matrix must be a complex (m, n) array, got {b.dtype} {b.shape}")
+        if not np.isfinite(b).all():
+            raise ConfigError("matrix contains NaN or infinite entries")
+        p = np.asarray(pixel_ids).astype(np.int64).ravel()
+        c = np.asarray(mirror_ids).astype(np.int64).ravel()
+        if b.shape != (p.size, c.size):
+            raise ShapeError(f"matrix of shape {b.shape} needs {b.shape[0]} pixel ids and {b.shape[1]} "
+                             f"mirror ids, got {p.size} and {c.size}")
+        if np.unique(p).size != p.size or np.unique(c).size != c.size:
+            raise ConfigError("pixel_ids and mirror_ids must be unique")
+        self.matrix = b.astype(np.complex64)
+        self.pixel_ids = p
+        self.mirror_ids = c
+        self.mirrors_per_feature = int(mirrors_per_feature)
+        self._row = {int(v): i for i, v in enumerate(p)}
+        self._col = {int(v): j for j, v in enumerate(c)}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape  # type: ignore[return-value]
+
+    def transmission_matrix(
+        self, seed: int, pixel_ids: np.ndarray, mirror_ids: np.ndarray, mirrors_per_feature: int
+    ) -> ExplicitTransmissionMatrix:
+        """The sub-matrix for these pixels and features (raises ConfigError for any not covered)."""
+        if int(mirrors_per_feature) != self.mirrors_per_feature:
+            raise ConfigError(
+                f"the recovered medium was measured with {self.mirrors_per_feature}-mirror macro-pixels; "
+                f"a device with {mirrors_per_feature}-mirror macro-pixels has other columns"
+            )
+        rows = [self._row.get(int(v), -1) for v in np.asarray(pixel_ids)]
+        cols = [self._col.get(int(v), -1) for v in np.asarray(mirror_ids)]
+        if min(rows, default=0) < 0:
+            missing = sum(r < 0 for r in rows)
+            raise ConfigError(
+                f"{missing} of the {len(rows)} camera pixels are outside the {self.shape[0]} pixels of "
+                "the recovered medium: keep the camera ROI inside the retrieval's ROI (and no speckle grain)"
+            )
+        if min(cols, default=0) < 0:
+            missing = sum(c < 0 for c in cols)
+            raise ConfigError(
+                f"{missing} of the {len(cols)} features are outside the {self.shape[1]} recovered "
+                "features: use at most that many features, with the retrieval's input ROI"
+            )
+        sub = self.matrix[np.ix_(rows, cols)]
+        return ExplicitTransmissionMatrix(seed, sub, pixel_ids, mirror_ids, mirrors_per_feature)

@@ -28,7 +28,7 @@ from .camera import Camera, roi_pixel_ids
 from .config import OPUConfig
 from .dmd import as_pattern_batch, feature_mirror_ids
 from .errors import ConfigError
-from .medium import DriftingMedium, TransmissionMatrix, streamed_field
+from .medium import DriftingMedium, RecoveredMedium, TransmissionMatrix, streamed_field
 from .timing import DeviceClock
 
 #: Dense W above this size switches ``tm_mode="auto"`` to streaming.
@@ -87,6 +87,11 @@ class Simulator:
         ``"dense"`` keeps W = [Re B^T | Im B^T] (8 n m bytes) for speed; ``"streamed"`` regenerates
         B in feature blocks at every call (bounded memory, no drift); ``"auto"`` picks dense below
         4 GiB.
+    medium:
+        Optional :class:`opu.medium.RecoveredMedium`: the transmission matrix is taken from it (by
+        absolute pixel and mirror id) instead of being generated from the seed, e.g. a matrix
+        recovered from a real device's frames (a digital twin). The seed still keys the noise and
+        any drift innovations.
 
     Attributes
     ----------
@@ -100,10 +105,14 @@ class Simulator:
         n_features: int,
         tm_mode: Literal["auto", "dense", "streamed"] = "auto",
         stream_block_features: int = 512,
+        medium: RecoveredMedium | None = None,
     ) -> None:
         if not isinstance(config, OPUConfig):
             raise ConfigError(f"config must be an opu.OPUConfig, got {type(config).__name__}")
+        if medium is not None and not isinstance(medium, RecoveredMedium):
+            raise ConfigError(f"medium must be an opu.medium.RecoveredMedium, got {type(medium).__name__}")
         self.config = config
+        self.recovered_medium = medium
         self.n_features = int(n_features)
         cam = config.camera
         mirror_ids = feature_mirror_ids(config.dmd, self.n_features)
@@ -112,7 +121,12 @@ class Simulator:
         self._grain_sigma = grain / 2.0
         self._halo = math.ceil(3 * self._grain_sigma) if grain > 0 else 0
         pixel_ids = roi_pixel_ids(cam, self._halo)
-        self.tm = TransmissionMatrix(config.seed, pixel_ids, mirror_ids, config.dmd.macro_pixel_mirrors**2)
+        macro_area = config.dmd.macro_pixel_mirrors**2
+        if medium is None:
+            self.tm = TransmissionMatrix(config.seed, pixel_ids, mirror_ids, macro_area)
+        else:
+            self.tm = medium.transmission_matrix(config.seed, pixel_ids, mirror_ids, macro_area)
+            tm_mode = "dense"  # the given matrix is held anyway
         m_ext = pixel_ids.size
         dense_bytes = 8 * m_ext * self.n_features
         if tm_mode == "auto":
@@ -155,7 +169,8 @@ class Simulator:
         )
         if not same_optics:
             clock = self.clock
-            self.__init__(config, self.n_features, self.tm_mode, self.stream_block_features)
+            self.__init__(config, self.n_features, self.tm_mode, self.stream_block_features,
+                          self.recovered_medium)
             self.clock = clock
             self.clock.electrical_power_w = config.electrical_power_w
             return
