@@ -56,8 +56,8 @@ def test_a_registered_backend_is_opened_with_its_options_and_listed(scratch_back
     text = str(info.value)
     # one line per registered form, built-ins first, in registration order
     lines = [line.split()[0] for line in text.splitlines()[1:]]
-    assert lines == ["sim", "sim?seed=3", "sim:PATH.json[?seed=3]", "TCPIP::host::port::SOCKET",
-                     "TCPIP::host::INSTR,", "benchtest[?x]"]
+    assert lines == ["sim", "sim?seed=3", "sim:PATH.json[?seed=3]", "twin:DIR[?seed=3]",
+                     "TCPIP::host::port::SOCKET", "TCPIP::host::INSTR,", "benchtest[?x]"]
     assert "a test bench" in text
 
 
