@@ -14,8 +14,8 @@ from host.train import checkpoint
 from host.train.checkpoint import CheckpointError
 
 
-def load_run_params(run_dir: str | Path) -> tuple[dict, object]:
-    """(params, TrainConfig) of the run in ``run_dir`` (its config.json and checkpoint.npz)."""
+def load_run_params(run_dir: str | Path, with_meta: bool = False) -> tuple:
+    """(params, TrainConfig[, checkpoint meta]) of the run in ``run_dir`` (config.json, checkpoint.npz)."""
     from host.train.tasks import build_task
     from host.train.trainer import CHECKPOINT, CONFIG, TrainConfig, make_optimizer
 
@@ -29,8 +29,8 @@ def load_run_params(run_dir: str | Path) -> tuple[dict, object]:
     aux: dict = {}
     if cfg.mode == "pfa":
         raise CheckpointError(f"{run}: a PFA run cannot initialise a backbone (its checkpoint holds PFA state)")
-    (params, _, _), _ = checkpoint.load(run / CHECKPOINT, (params, opt_state, aux))
-    return params, cfg
+    (params, _, _), meta = checkpoint.load(run / CHECKPOINT, (params, opt_state, aux))
+    return (params, cfg, meta) if with_meta else (params, cfg)
 
 
 def load_backbone(run_dir: str | Path, params: dict) -> dict:
