@@ -17,6 +17,7 @@ COMMANDS = (
     "host.commands.train",
     "host.commands.calibrate",
     "host.commands.tm_retrieve",
+    "host.commands.robustness",
 )
 
 
