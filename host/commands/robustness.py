@@ -15,11 +15,18 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("robustness", help="adversarial attacks on a cnn-opu run (robustness.json, PNG)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "robustness",
+        help="adversarial attacks on a cnn-opu run (robustness.json, PNG)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", help="a --model cnn-opu --input-scale pixels run directory")
-    p.add_argument("--attacks", default="fgsm,pgd,transfer,square,hsj,pr",
-                   help="comma-separated subset of fgsm,pgd,transfer,square,hsj,pr")
+    p.add_argument(
+        "--attacks",
+        default="fgsm,pgd,transfer,square,hsj,pr",
+        help="comma-separated subset of fgsm,pgd,transfer,square,hsj,pr",
+    )
     p.add_argument("--eps", default="0.05,0.1,0.2", help="L-inf radii (pixels in [0, 1])")
     p.add_argument("--baseline", default=None, help="a --model cnn run (default: the run's --init-from)")
     p.add_argument("--device", default=None, help="device URI (default: the run's)")
@@ -43,12 +50,23 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = EvalConfig(
-            eps=parse_list(args.eps, float, "--eps"), attacks=parse_list(args.attacks, str, "--attacks"),
-            n_samples=args.samples, pgd_steps=args.pgd_steps, square_queries=args.square_queries,
-            hsj_samples=args.hsj_samples, hsj_iter=args.hsj_iter, hsj_max_eval=args.hsj_max_eval,
-            pr_anchors=parse_list(args.pr_anchors, int, "--pr-anchors"), seed=args.seed)
-        for name, v in (("--samples", cfg.n_samples), ("--pgd-steps", cfg.pgd_steps),
-                        ("--square-queries", cfg.square_queries), ("--hsj-samples", cfg.hsj_samples)):
+            eps=parse_list(args.eps, float, "--eps"),
+            attacks=parse_list(args.attacks, str, "--attacks"),
+            n_samples=args.samples,
+            pgd_steps=args.pgd_steps,
+            square_queries=args.square_queries,
+            hsj_samples=args.hsj_samples,
+            hsj_iter=args.hsj_iter,
+            hsj_max_eval=args.hsj_max_eval,
+            pr_anchors=parse_list(args.pr_anchors, int, "--pr-anchors"),
+            seed=args.seed,
+        )
+        for name, v in (
+            ("--samples", cfg.n_samples),
+            ("--pgd-steps", cfg.pgd_steps),
+            ("--square-queries", cfg.square_queries),
+            ("--hsj-samples", cfg.hsj_samples),
+        ):
             if v < 1:
                 raise RobustnessError(f"{name} must be >= 1, got {v}")
         rep = evaluate(args.run_dir, cfg, baseline=args.baseline, device_uri=args.device, out=args.out)
@@ -61,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for e in cfg.eps:
         acc, att = worst_case(rep, e)
         print(f"eps {e:g}: worst-case accuracy of the defended model {acc:.3f} ({att})")
-    print(f"sanity checks {'passed' if rep['sanity_checks_passed'] else 'FAILED'}; "
-          f"written {args.out or args.run_dir}/robustness.json and robustness.png")
+    print(
+        f"sanity checks {'passed' if rep['sanity_checks_passed'] else 'FAILED'}; "
+        f"written {args.out or args.run_dir}/robustness.json and robustness.png"
+    )
     return 0

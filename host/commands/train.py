@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
                         '(default: sim)')
     p.add_argument("--model", choices=(*MODELS, "cnn-opu"), default="mlp",
-                   help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph datasets), "
-                        "cnn-opu (conv net with the optical layer in its forward path, issue 13)")
+                   help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph "
+                        "datasets), cnn-opu (conv net with the optical layer in its forward path, issue 13)")
     p.add_argument("--dataset", choices=(*DATASETS, *GRAPH_DATASETS), default=None,
                    help="default: digits (mlp, cnn), csbm (gcn)")
     p.add_argument("--data-dir", default=None,
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
             channels=args.channels, dense_width=args.dense_width, gcn_hidden=args.gcn_hidden,
             graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
             pfa_k=args.pfa_k, pfa_decay=args.pfa_decay, input_scale=args.input_scale,
-            optical_outputs=args.optical_outputs, surrogate_seed=args.surrogate_seed, init_from=args.init_from,
+            optical_outputs=args.optical_outputs, surrogate_seed=args.surrogate_seed,
+            init_from=args.init_from,
             batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
             feedback=FeedbackConfig(

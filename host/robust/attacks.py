@@ -40,7 +40,7 @@ def _check(x: np.ndarray, eps: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
         raise AttackError(f"attacks take flattened images (b, d), got shape {x.shape}")
-    if not (0.0 <= float(x.min()) and float(x.max()) <= 1.0):
+    if not (float(x.min()) >= 0.0 and float(x.max()) <= 1.0):
         raise AttackError("attacks need pixels in [0, 1]: train with --input-scale pixels")
     if not (np.isfinite(eps) and 0 <= eps <= 1):
         raise AttackError(f"eps must be an L-inf radius in [0, 1], got {eps!r}")
@@ -64,8 +64,16 @@ def fgsm(target: Target, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray
     return project(x + eps * np.sign(target.grad(x, y)), x, eps)
 
 
-def pgd(target: Target, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 50,
-        step_size: float | None = None, seed: int = 0, random_start: bool = True) -> np.ndarray:
+def pgd(
+    target: Target,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    steps: int = 50,
+    step_size: float | None = None,
+    seed: int = 0,
+    random_start: bool = True,
+) -> np.ndarray:
     """Projected gradient ascent on the loss (Madry et al. 2018): uniform random start in the ball,
     ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps), projection after each.
 
@@ -83,17 +91,25 @@ def pgd(target: Target, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 5
     return xa
 
 
-def chunked(attack: Callable[..., np.ndarray], target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-            chunk: int = 256, **kw) -> np.ndarray:
+def chunked(
+    attack: Callable[..., np.ndarray],
+    target: Target,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    chunk: int = 256,
+    **kw,
+) -> np.ndarray:
     """Run ``attack`` on chunks of at most ``chunk`` samples (bounded memory and device batches)."""
-    return np.concatenate([attack(target, x[i : i + chunk], y[i : i + chunk], eps, **kw)
-                           for i in range(0, len(x), chunk)])
+    return np.concatenate(
+        [attack(target, x[i : i + chunk], y[i : i + chunk], eps, **kw) for i in range(0, len(x), chunk)]
+    )
 
 
 # ------------------------------------------------------------------------------------- ART black box
 def _image_shape(d: int, image_shape: tuple[int, int] | None) -> tuple[int, int]:
     if image_shape is None:
-        side = int(round(np.sqrt(d)))
+        side = round(float(np.sqrt(d)))
         if side * side != d:
             raise AttackError(f"{d} features are not a square image: pass image_shape=(H, W)")
         return side, side
@@ -114,12 +130,21 @@ def _art_classifier(target: Target, hw: tuple[int, int]):
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
-    return BlackBoxClassifierNeuralNetwork(probs, (1, *hw), target.n_classes, channels_first=True,
-                                           clip_values=(0.0, 1.0))
+    return BlackBoxClassifierNeuralNetwork(
+        probs, (1, *hw), target.n_classes, channels_first=True, clip_values=(0.0, 1.0)
+    )
 
 
-def square(target: Target, x: np.ndarray, y: np.ndarray, eps: float, max_queries: int = 1000,
-           p_init: float = 0.3, seed: int = 0, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+def square(
+    target: Target,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    max_queries: int = 1000,
+    p_init: float = 0.3,
+    seed: int = 0,
+    image_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """ART's Square attack (Andriushchenko et al. 2020), L-inf, margin loss, ``max_queries`` iterations
     (one query per still-correct sample per iteration), one restart."""
     from art.attacks.evasion import SquareAttack
@@ -127,14 +152,30 @@ def square(target: Target, x: np.ndarray, y: np.ndarray, eps: float, max_queries
     x = _check(x, eps)
     np.random.seed(seed)  # ART draws from numpy's global generator; fixed for reproducibility
     hw = _image_shape(x.shape[1], image_shape)
-    atk = SquareAttack(_art_classifier(target, hw), norm=np.inf, eps=eps, max_iter=max_queries,
-                       p_init=p_init, nb_restarts=1, batch_size=len(x), verbose=False)
+    atk = SquareAttack(
+        _art_classifier(target, hw),
+        norm=np.inf,
+        eps=eps,
+        max_iter=max_queries,
+        p_init=p_init,
+        nb_restarts=1,
+        batch_size=len(x),
+        verbose=False,
+    )
     xa = atk.generate(x.reshape(len(x), 1, *hw), y=np.eye(target.n_classes)[y])
     return project(np.asarray(xa, np.float32).reshape(x.shape), x, eps)
 
 
-def hop_skip_jump(target: Target, x: np.ndarray, y: np.ndarray, max_iter: int = 10, max_eval: int = 200,
-                  init_eval: int = 20, seed: int = 0, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+def hop_skip_jump(
+    target: Target,
+    x: np.ndarray,
+    y: np.ndarray,
+    max_iter: int = 10,
+    max_eval: int = 200,
+    init_eval: int = 20,
+    seed: int = 0,
+    image_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """ART's HopSkipJump (Chen et al. 2020), L-inf, untargeted, decision-based.
 
     HSJ minimises the distance of a misclassified point instead of working in a fixed ball, so one run
@@ -145,8 +186,17 @@ def hop_skip_jump(target: Target, x: np.ndarray, y: np.ndarray, max_iter: int = 
     x = _check(x, 0.0)
     np.random.seed(seed)  # ART draws from numpy's global generator; fixed for reproducibility
     hw = _image_shape(x.shape[1], image_shape)
-    atk = HopSkipJump(_art_classifier(target, hw), targeted=False, norm=np.inf, max_iter=max_iter,
-                      max_eval=max_eval, init_eval=init_eval, init_size=20, batch_size=64, verbose=False)
+    atk = HopSkipJump(
+        _art_classifier(target, hw),
+        targeted=False,
+        norm=np.inf,
+        max_iter=max_iter,
+        max_eval=max_eval,
+        init_eval=init_eval,
+        init_size=20,
+        batch_size=64,
+        verbose=False,
+    )
     xa = atk.generate(x.reshape(len(x), 1, *hw), y=np.eye(target.n_classes)[y])
     return np.clip(np.asarray(xa, np.float32).reshape(x.shape), 0.0, 1.0)
 

@@ -28,7 +28,9 @@ def load_run_params(run_dir: str | Path, with_meta: bool = False) -> tuple:
     opt_state = make_optimizer(cfg).init(params)
     aux: dict = {}
     if cfg.mode == "pfa":
-        raise CheckpointError(f"{run}: a PFA run cannot initialise a backbone (its checkpoint holds PFA state)")
+        raise CheckpointError(
+            f"{run}: a PFA run cannot initialise a backbone (its checkpoint holds PFA state)"
+        )
     (params, _, _), meta = checkpoint.load(run / CHECKPOINT, (params, opt_state, aux))
     return (params, cfg, meta) if with_meta else (params, cfg)
 
@@ -46,7 +48,9 @@ def load_backbone(run_dir: str | Path, params: dict) -> dict:
             raise CheckpointError(f"{run_dir} has no layer {name!r} (it has {sorted(src)})")
         for k, v in arrays.items():
             if src[name][k].shape != v.shape:
-                raise CheckpointError(f"{run_dir}: {name}.{k} is {src[name][k].shape}, the cnn-opu needs "
-                                      f"{v.shape} (use the same --channels and --dense-width)")
+                raise CheckpointError(
+                    f"{run_dir}: {name}.{k} is {src[name][k].shape}, the cnn-opu needs "
+                    f"{v.shape} (use the same --channels and --dense-width)"
+                )
         out[name] = dict(src[name])
     return out

@@ -66,10 +66,13 @@ class ConvOpticalNet:
         h = x.reshape(x.shape[0], *bb.image_shape, 1)
         for i in range(len(bb.channels)):
             p = params[f"conv{i + 1}"]
-            h = feedback_point(max_pool(f(linear(conv2d, h, p["w"], f"conv{i + 1}") + p["b"])), f"conv{i + 1}")
+            h = feedback_point(
+                max_pool(f(linear(conv2d, h, p["w"], f"conv{i + 1}") + p["b"])), f"conv{i + 1}"
+            )
         h = h.reshape(h.shape[0], -1)
         return feedback_point(
-            f(linear(jnp.matmul, h, params["dense"]["w"], "dense") + params["dense"]["b"]), "dense")
+            f(linear(jnp.matmul, h, params["dense"]["w"], "dense") + params["dense"]["b"]), "dense"
+        )
 
     def head(self, params: dict, y: jnp.ndarray) -> jnp.ndarray:
         """Logits (b, C) of the optical output y (b, m)."""

@@ -76,8 +76,14 @@ class OpticalLayer:
     frames: int = 0
 
     @classmethod
-    def attach(cls, device: Device, n_in: int, n_out: int, settings: dict | None = None,
-               exposure_target_frac: float = 0.6) -> OpticalLayer:
+    def attach(
+        cls,
+        device: Device,
+        n_in: int,
+        n_out: int,
+        settings: dict | None = None,
+        exposure_target_frac: float = 0.6,
+    ) -> OpticalLayer:
         """Configure ``device`` for ``n_in`` features and a centred ``n_out``-pixel camera ROI.
 
         Without ``settings`` the exposure and macro-pixels come from auto-exposure (all-on frames'
@@ -85,21 +91,30 @@ class OpticalLayer:
         previous layer's) they are applied as they are and nothing is acquired.
         """
         if int(n_in) < 2 or int(n_out) < 1:
-            raise OpticalLayerError(f"an optical layer needs n_in >= 2 features and n_out >= 1 pixels, got "
-                                    f"{n_in}, {n_out}")
+            raise OpticalLayerError(
+                f"an optical layer needs n_in >= 2 features and n_out >= 1 pixels, got {n_in}, {n_out}"
+            )
         if settings is not None:
             if settings.get("n_features") != n_in or _roi_pixels(settings) != n_out:
                 raise OpticalLayerError(
                     f"stored settings are for {settings.get('n_features')} features and "
-                    f"{_roi_pixels(settings)} pixels, the layer needs {n_in} and {n_out}")
+                    f"{_roi_pixels(settings)} pixels, the layer needs {n_in} and {n_out}"
+                )
             device.configure(**settings)
         else:
             try:
                 roi = opu.centred_roi(int(n_out))
             except opu.CapacityError as err:
                 raise OpticalLayerError(f"n_out={n_out} pixels: {err}") from err
-            device.configure(n_features=int(n_in), camera_roi={
-                "row": roi.row, "col": roi.col, "height_px": roi.height_px, "width_px": roi.width_px})
+            device.configure(
+                n_features=int(n_in),
+                camera_roi={
+                    "row": roi.row,
+                    "col": roi.col,
+                    "height_px": roi.height_px,
+                    "width_px": roi.width_px,
+                },
+            )
             auto_expose(device, target_frac=exposure_target_frac)
         return cls(device, int(n_in), int(n_out), device.settings.model_dump(mode="json"))
 
@@ -134,7 +149,9 @@ class OpticalLayer:
         """y (b, m) float32 of activations h (b, n): binarize, acquire, normalize."""
         h = np.asarray(h, dtype=np.float32)
         if h.ndim != 2 or h.shape[1] != self.n_in:
-            raise OpticalLayerError(f"the optical layer takes (batch, {self.n_in}) activations, got {h.shape}")
+            raise OpticalLayerError(
+                f"the optical layer takes (batch, {self.n_in}) activations, got {h.shape}"
+            )
         return normalize(self.acquire(patterns(h)), self.adc_max_dn)
 
 
@@ -156,7 +173,8 @@ def _center(a: jnp.ndarray) -> jnp.ndarray:
 def random_matrix(seed: int, n_in: int, n_out: int) -> np.ndarray:
     """The defender's backward matrix W (m, n) float32, i.i.d. N(0, 1/n) from ``seed``."""
     return (np.random.default_rng([seed, 0x0B4D]).standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(
-        np.float32)
+        np.float32
+    )
 
 
 @dataclass(frozen=True)
@@ -186,8 +204,15 @@ class Surrogate:
         return _center(jnp.abs(field) ** 2 * self.scale)
 
 
-def surrogate(kind: str, n_in: int, n_out: int, *, seed: int = 0, tm_matrix: np.ndarray | None = None,
-              adc_max_dn: float = 255.0) -> Surrogate:
+def surrogate(
+    kind: str,
+    n_in: int,
+    n_out: int,
+    *,
+    seed: int = 0,
+    tm_matrix: np.ndarray | None = None,
+    adc_max_dn: float = 255.0,
+) -> Surrogate:
     """A :class:`Surrogate` of ``kind``: ``random``/``bpda`` draw W from ``seed``; ``tm`` needs the
     recovered matrix (m, n) complex (``RecoveredTM.matrix``)."""
     if kind == "tm":
@@ -199,7 +224,9 @@ def surrogate(kind: str, n_in: int, n_out: int, *, seed: int = 0, tm_matrix: np.
     return Surrogate(kind, random_matrix(seed, n_in, n_out))
 
 
-def with_surrogate(y_measured: jnp.ndarray, h: jnp.ndarray, s: Callable[[jnp.ndarray], jnp.ndarray]) -> jnp.ndarray:
+def with_surrogate(
+    y_measured: jnp.ndarray, h: jnp.ndarray, s: Callable[[jnp.ndarray], jnp.ndarray]
+) -> jnp.ndarray:
     """Value ``y_measured`` (the device's), gradient w.r.t. h that of ``s(h)``."""
     sh = s(h)
     return y_measured + sh - jax.lax.stop_gradient(sh)

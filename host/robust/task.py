@@ -42,8 +42,11 @@ class OpticalImageTask(ImageTask):
     def example(self) -> Batch:
         x = self.data.x_train[: self.batch_size]
         y = np.zeros((x.shape[0], self.model.n_out), np.float32)
-        return Batch((jnp.asarray(x), jnp.asarray(y)), jnp.asarray(self.data.y_train[: self.batch_size]),
-                     jnp.ones((x.shape[0],), jnp.float32))
+        return Batch(
+            (jnp.asarray(x), jnp.asarray(y)),
+            jnp.asarray(self.data.y_train[: self.batch_size]),
+            jnp.ones((x.shape[0],), jnp.float32),
+        )
 
     def optical(self, params, x: np.ndarray) -> np.ndarray:
         """The optical layer's measured output (b, m) for images x (b, d)."""
@@ -74,8 +77,10 @@ def build_optical_task(cfg, data) -> OpticalImageTask:
     from .optical import surrogate
 
     if cfg.mode not in ("bp", "dfa"):
-        raise TaskError(f"--model cnn-opu trains with --mode bp or dfa (the device is busy in the forward "
-                        f"path; its feedback is digital), got --mode {cfg.mode}")
+        raise TaskError(
+            f"--model cnn-opu trains with --mode bp or dfa (the device is busy in the forward "
+            f"path; its feedback is digital), got --mode {cfg.mode}"
+        )
     if data.image_shape is None:
         raise TaskError(f"--model cnn-opu needs images; dataset {cfg.dataset!r} has none")
     backbone = cnn(data.image_shape, data.n_classes, cfg.channels, cfg.dense_width, cfg.act)

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from host.robust import attacks as A
+from host.robust import attacks as atk
 from host.robust.evaluate import digital_target
 from host.train.data import load_digits
 
@@ -45,11 +45,11 @@ def test_pixels_are_in_unit_range():
 
 def test_pgd_drives_an_undefended_model_down(tiny):
     t, x, y = tiny
-    clean = A.accuracy(t, x, y)
+    clean = atk.accuracy(t, x, y)
     assert clean > 0.9
-    adv = A.accuracy(t, A.pgd(t, x, y, 0.2, steps=20), y)
+    adv = atk.accuracy(t, atk.pgd(t, x, y, 0.2, steps=20), y)
     assert adv < 0.1  # a linear model at eps = 0.2 on 64 pixels: PGD must break it
-    assert A.accuracy(t, A.fgsm(t, x, y, 0.2), y) < clean - 0.5
+    assert atk.accuracy(t, atk.fgsm(t, x, y, 0.2), y) < clean - 0.5
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "pgd", "square", "hsj"])
@@ -58,13 +58,13 @@ def test_attacks_respect_the_ball_and_the_box(tiny, attack):
     x, y = x[:16], y[:16]
     eps = 0.1
     if attack == "fgsm":
-        xa = A.fgsm(t, x, y, eps)
+        xa = atk.fgsm(t, x, y, eps)
     elif attack == "pgd":
-        xa = A.pgd(t, x, y, eps, steps=5)
+        xa = atk.pgd(t, x, y, eps, steps=5)
     elif attack == "square":
-        xa = A.square(t, x, y, eps, max_queries=20)
+        xa = atk.square(t, x, y, eps, max_queries=20)
     else:
-        xa = A.within(A.hop_skip_jump(t, x, y, max_iter=2, max_eval=20, init_eval=5), x, eps)
+        xa = atk.within(atk.hop_skip_jump(t, x, y, max_iter=2, max_eval=20, init_eval=5), x, eps)
     assert xa.shape == x.shape and xa.dtype == np.float32
     assert np.abs(xa - x).max() <= eps + 1e-6
     assert xa.min() >= 0.0 and xa.max() <= 1.0
@@ -74,9 +74,9 @@ def test_attacks_respect_the_ball_and_the_box(tiny, attack):
 
 def test_attack_refusals(tiny):
     t, x, y = tiny
-    with pytest.raises(A.AttackError, match=r"\[0, 1\]"):
-        A.fgsm(t, x * 3 - 1, y, 0.1)
-    with pytest.raises(A.AttackError, match="eps"):
-        A.pgd(t, x, y, 2.0)
-    with pytest.raises(A.AttackError, match="steps"):
-        A.pgd(t, x, y, 0.1, steps=0)
+    with pytest.raises(atk.AttackError, match=r"\[0, 1\]"):
+        atk.fgsm(t, x * 3 - 1, y, 0.1)
+    with pytest.raises(atk.AttackError, match="eps"):
+        atk.pgd(t, x, y, 2.0)
+    with pytest.raises(atk.AttackError, match="steps"):
+        atk.pgd(t, x, y, 0.1, steps=0)
