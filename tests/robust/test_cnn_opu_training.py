@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
 
 
 def test_every_step_acquires_frames_and_the_backbone_gets_dfa(runs):
-    root, cfg, res = runs
+    root, _, res = runs
     rec = res.final
     # 3 steps of 64 images, each padded to the 256-pattern chunk, plus the alignment batch and the
     # 360 test images (2 chunks of 256) - all through the device
