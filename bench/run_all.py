@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["physics", "driver", "calibration", "tm", "dfa"]  # fastest first; dfa trains for minutes
+ORDER = ["physics", "driver", "calibration", "tm", "dfa", "robustness"]  # fastest first; robustness: hours on CPU
 
 
 def main() -> int:
