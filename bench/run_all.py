@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ORDER = ["physics", "driver", "calibration", "tm", "dfa", "robustness"]  # fastest first; robustness: hours on CPU
+# fastest first; dfa trains for minutes, robustness (full configuration) for hours on a CPU
+ORDER = ["physics", "driver", "calibration", "tm", "dfa", "robustness"]
 
 
 def main() -> int:
