@@ -19,6 +19,7 @@ COMMANDS = (
     "host.commands.tm_retrieve",
     "host.commands.sweep",
     "host.commands.frontier",
+    "host.commands.robustness",
 )
 
 

@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Literal["bp", "dfa", "optical-dfa", "pfa", "shallow"] = "optical-dfa"
-    model: Literal["mlp", "cnn", "gcn"] = "mlp"
+    model: Literal["mlp", "cnn", "gcn", "cnn-opu"] = "mlp"
     dataset: Literal["digits", "fashion-mnist", "mnist", "csbm", "cora", "citeseer"] = "digits"
     data_dir: str | None = None
     max_train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
@@ -87,6 +87,13 @@ class TrainConfig(BaseModel):
     alignment_batch: int = Field(256, ge=2)
     pfa_k: int = Field(10, ge=1, description="pfa: B is N_out x k N_out")
     pfa_decay: float = Field(1e-3, ge=0, description="pfa: weight decay lambda of R")
+    # issue 13 (host/robust): inputs in [0, 1] for robustness, the optical layer of cnn-opu, ROPUST init
+    input_scale: Literal["standardized", "pixels"] = Field(
+        "standardized", description="standardized features, or raw pixels in [0, 1] (adversarial robustness)")
+    optical_outputs: int = Field(1024, ge=1, description="cnn-opu: camera pixels m of the optical layer")
+    surrogate_seed: int = Field(0, ge=0, description="cnn-opu: seed of the defender's backward matrix")
+    init_from: str | None = Field(None, description="cnn-opu: a cnn run directory whose conv and dense "
+                                                    "weights initialise the backbone (ROPUST fine-tuning)")
 
     @property
     def act(self) -> str:
@@ -173,6 +180,10 @@ def train(
     k_init, k_fb = jax.random.split(key)
     example = task.example()
     params = task.model.init(k_init, example.inputs)
+    if cfg.init_from is not None and not resume:  # issue 13: ROPUST, fine-tune a pre-trained backbone
+        from host.robust.finetune import load_backbone
+
+        params = load_backbone(cfg.init_from, params)
     opt = make_optimizer(cfg)
     opt_state = opt.init(params)
     # the feedback points, found by tracing once (no computation): names, shapes, total size m
@@ -198,7 +209,20 @@ def train(
     result = TrainResult(cfg, out, points=layout.as_dict())
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
+    needs_device = getattr(task, "needs_device", False)  # issue 13: the device in the forward path
     try:
+        if needs_device:
+            if device is None:
+                if connect is None:
+                    import drivers
+
+                    connect = drivers.connect
+                device = connect(cfg.device)
+                own_device = True
+            stored_dev = meta.get("device")
+            meta_device_settings = task.attach(device, stored_dev["settings"] if stored_dev else None)
+            if stored_dev:
+                _restore_clock(device, stored_dev)
         if cfg.mode == "dfa":
             feedback = DigitalFeedback(k_fb, m, task.n_classes)
         elif cfg.mode == "optical-dfa":
@@ -231,7 +255,8 @@ def train(
             history.append(rec)
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(rec) + "\n")
-            meta = _meta(cfg, epoch + 1, k_init, k_fb, device if cfg.mode == "optical-dfa" else None,
+            dev_meta = device if cfg.mode == "optical-dfa" or needs_device else None
+            meta = _meta(cfg, epoch + 1, k_init, k_fb, dev_meta,
                          meta_device_settings)
             checkpoint.save(ckpt_path, (params, opt_state, aux), meta)
             plot_runs({cfg.mode: history}, out / CURVES, title=f"{cfg.model} {cfg.mode} on {cfg.dataset}")
@@ -282,6 +307,8 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
                disable=not progress, leave=False, unit="step")
     try:
         for s, batch in enumerate(task.batches(cfg.seed, epoch)):
+            if hasattr(task, "prepare"):  # issue 13: the optical forward, between two jitted halves
+                batch = task.prepare(params, batch)
             if cfg.mode == "bp":
                 params, opt_state, loss, correct = steps.bp_step(params, opt_state, batch)
             elif cfg.mode == "pfa":
@@ -308,6 +335,8 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
     align = None
     if feedback is not None:
         al = task.alignment_batch()
+        if hasattr(task, "prepare"):
+            al = task.prepare(params, al)
         _, _, e_al, _, _ = steps.forward_error(params, al)
         fb = jnp.asarray(feedback.project(e_al, np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])))
         cu, cm, cs = (np.asarray(v, dtype=np.float64) for v in steps.alignment(params, al, fb))
