@@ -24,6 +24,10 @@ from host.calibration import calibrate, make_plan
 from host.calibration.reference_devices import GRID, grid_config, true_saturation_e
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine_info  # noqa: E402
+
 
 def grid_errors(tmp: Path) -> dict:
     rows = {}
@@ -66,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-full", action="store_true", help="do not time the full calibration")
     args = ap.parse_args()
+    machine = machine_info()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         rows = grid_errors(tmp)
@@ -86,6 +91,7 @@ def main() -> None:
         "frames_full": full["frames"] if full else None,
         "real_2khz_seconds_full_with_waits": full["device_time_s"] if full else None,
         "cpu_note": "wall times on the CI-class 2-core machine, other jobs possibly running",
+        "machine": machine,
     }
     (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench/results/calibration.json").write_text(json.dumps(result, indent=2))

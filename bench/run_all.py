@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-# fastest first; lightonml_train and dfa train for minutes
-ORDER = ["physics", "driver", "calibration", "tm", "lightonml_train", "dfa"]
+# fastest first; lightonml_train and dfa train for minutes, robustness (full configuration) for
+# hours on a CPU
+ORDER = ["physics", "driver", "calibration", "tm", "lightonml_train", "dfa", "robustness"]
 
 
 def main() -> int:

@@ -4,7 +4,9 @@ Keys (goals in brackets):
 
 * ``full_size_frames_per_s`` [>= 2 on 2 cores]: structured medium, the full 1,039,680-mirror DMD to
   the 2,073,600-pixel sensor (``opu.realistic(full_size=True)``), half the mirrors lit, noisy 8-bit
-  frames, batch 8 (median of ``--repeats`` batches after a warm-up); ``full_size_peak_gib`` [< 4]:
+  frames, batch 8 (median of ``--repeats`` batches after a warm-up); ``full_size_frames_per_cpu_s``:
+  the same per CPU-second of the process (its rate without contention, on one core);
+  ``full_size_peak_gib`` [< 4]:
   peak resident memory (VmHWM) of that child process, interpreter and JAX included.
 * ``structured_kernel_rel_err`` [<= 0.02]: the optical kernel E|b.x|^2|b.x'|^2 measured over the
   pixels of ``--kernel-media`` structured media at n = m = 65,536, against the closed form
@@ -15,8 +17,9 @@ Keys (goals in brackets):
   ``shard_peak_device_mib``: XLA's per-device figure (output share + temporaries).
 * ``gpu_frames_per_s_iid_full_size``: exact i.i.d. medium at full size on the GPU(s) JAX sees
   (sharded over them), batch 8 half lit, noisy 8-bit frames; null without a GPU.
-* ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings, one after the other in
-  this process vs ``opu sweep`` on a local Ray instance with 2 workers.
+* ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings (``--sweep-epochs``,
+  default 5, of the 1437 training digits, hidden 64, read noise 0-100 e- x 2 seeds), one after the
+  other in this process vs ``opu sweep`` on a local Ray instance with 2 workers.
 * ``--only trainer`` (not run by default, ~6.5 GiB): optical DFA through the full-size device with a
   sensor-wide hidden layer (smoke run: ``trainer_full_size_*``).
 
@@ -78,6 +81,9 @@ def section_full(args) -> dict:
     i = np.asarray(sim.intensity(x[:1]), dtype=np.float64).ravel()
     return {
         "full_size_frames_per_s": round(8 / statistics.median(times), 3),
+        # frames per CPU-second of this process (all its threads): the rate without contention from
+        # other processes, on one core; on a quiet 2-core machine the wall rate is between this and 2x
+        "full_size_frames_per_cpu_s": round(8 / statistics.median(cpu), 3),
         "full_size_batch_s": [round(t, 3) for t in times],
         # CPU seconds of this process per batch (all threads): what the batch costs without contention
         "full_size_cpu_s_per_batch": [round(c, 3) for c in cpu],
@@ -191,13 +197,13 @@ def section_gpu(args) -> dict:
     }
 
 
-def _sweep_spec(n_trials: int):
+def _sweep_spec(n_trials: int, epochs: int):
     from host.sweep import SweepSpec
 
     return SweepSpec.model_validate({
         "metric": "test_accuracy",
-        "train": {"mode": "optical-dfa", "epochs": 1, "hidden": [64], "batch_size": 64,
-                  "max_train_samples": 512, "alignment_batch": 64},
+        "train": {"mode": "optical-dfa", "epochs": epochs, "hidden": [64], "batch_size": 64,
+                  "alignment_batch": 64},
         "device": {"preset": "realistic", "changes": {"medium": {"drift_time_constant_s": None}}},
         "grid": {"device.camera.read_noise_e": [0.0, 20.0, 50.0, 100.0][: max(1, n_trials // 2)],
                  "train.seed": [0, 1]},
@@ -208,7 +214,7 @@ def _sweep_spec(n_trials: int):
 def section_sweep(args) -> dict:
     from host.sweep import run_sweep, run_trial, trial_id
 
-    spec = _sweep_spec(args.sweep_trials)
+    spec = _sweep_spec(args.sweep_trials, args.sweep_epochs)
     trials = [(trial_id(i, p), p) for i, p in enumerate(spec.trials())]
     with tempfile.TemporaryDirectory() as tmp:
         load0 = _load()
@@ -220,11 +226,19 @@ def section_sweep(args) -> dict:
         report = run_sweep(spec, Path(tmp) / "ray", workers=2, log=lambda s: None)
         t_ray = time.perf_counter() - t0
         load2 = _load()
+        from host.sweep.table import read_rows
+
+        ray_walls = [r["wall_s"] for r in read_rows(report.out_dir) if "wall_s" in r]
     return {
         "sweep_speedup_2workers": round(t_seq / t_ray, 3),
         "sweep_sequential_s": round(t_seq, 1),
         "sweep_ray_2workers_s": round(t_ray, 1),
         "sweep_trials": len(trials),
+        "sweep_epochs": args.sweep_epochs,
+        "sweep_sequential_trial_s": [r["wall_s"] for r in rows],
+        "sweep_ray_trial_s": ray_walls,
+        # trials running at once on average: sum of trial times / sweep time (2 = both workers busy)
+        "sweep_ray_concurrency": round(sum(ray_walls) / t_ray, 3),
         "sweep_ok": {"sequential": sum(r["status"] == "ok" for r in rows), "ray": report.ok},
         "load_avg_sweep": [load0, load1, load2],
     }
@@ -264,6 +278,7 @@ def _child(name: str, args: argparse.Namespace) -> dict:
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     cmd = [sys.executable, __file__, "--section", name, "--repeats", str(args.repeats),
            "--kernel-media", str(args.kernel_media), "--sweep-trials", str(args.sweep_trials),
+           "--sweep-epochs", str(args.sweep_epochs),
            "--gpu-second-run-below-s", str(args.gpu_second_run_below_s), "--iid-size", args.iid_size]
     if args.iid_on_cpu:
         cmd.append("--iid-on-cpu")
@@ -285,6 +300,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--kernel-media", type=int, default=None)
     p.add_argument("--sweep-trials", type=int, default=None)
+    p.add_argument("--sweep-epochs", type=int, default=None, help="epochs per sweep trial (default 5)")
     p.add_argument("--gpu-second-run-below-s", type=float, default=120.0,
                    help="time a second full-size GPU batch when the first took less than this")
     p.add_argument("--iid-size", default=f"{N_FULL},{M_FULL}",
@@ -295,6 +311,7 @@ def main() -> int:
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.kernel_media = args.kernel_media or (2 if args.quick else 4)
     args.sweep_trials = args.sweep_trials or (4 if args.quick else 8)
+    args.sweep_epochs = args.sweep_epochs or (1 if args.quick else 5)
     if args.section:
         sys.path.insert(0, str(ROOT))
         print(json.dumps(SECTIONS[args.section](args)))
@@ -309,7 +326,8 @@ def main() -> int:
         path.write_text(json.dumps(result, indent=1))
     result["load_avg_end"] = _load()
     path.write_text(json.dumps(result, indent=1))
-    keys = ["full_size_frames_per_s", "full_size_peak_gib", "structured_kernel_rel_err",
+    keys = ["full_size_frames_per_s", "full_size_frames_per_cpu_s", "full_size_peak_gib",
+            "structured_kernel_rel_err",
             "structured_contrast",
             "shard_equal", "shard_overhead", "gpu_frames_per_s_iid_full_size", "sweep_speedup_2workers"]
     for k in keys:

@@ -20,6 +20,7 @@ COMMANDS = (
     "host.commands.sweep",
     "host.commands.frontier",
     "host.commands.privacy_audit",
+    "host.commands.robustness",
 )
 
 

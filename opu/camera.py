@@ -114,7 +114,8 @@ class Camera:
         self._dsnu_np = self.dsnu_e.astype(np.float32)
         # device_put, not jnp.asarray: the latter compiles a staging program for each new shape
         self._pixel_ids = jax.device_put(ids)
-        self._qe_prnu = jax.device_put((config.quantum_efficiency * self.prnu).astype(np.float32))
+        self._qe_prnu_np = (config.quantum_efficiency * self.prnu).astype(np.float32)
+        self._qe_prnu = jax.device_put(self._qe_prnu_np)
         self._dsnu = jax.device_put(self._dsnu_np)
         self._noise_key = threefry_key(self.seed, Stream.SHOT_READ)
         self._laser_key = threefry_key(self.seed, Stream.LASER)
@@ -181,38 +182,42 @@ class Camera:
             else:
                 inten = np.zeros((size, m), dtype=np.float32)
                 inten[:rows] = host_inten[lo:hi]
-            dn, mu = _expose_kernel(
+            dn, dim, laser_f = _expose_kernel(
                 inten, fr, *fixed, shot=bool(c.shot_noise), noisy=bool(noisy), exact=exact, **statics
             )
             block = out[lo:hi]
             block[...] = np.asarray(dn)[:rows]
             if exact:
                 # the dim pixels (mean below the threshold) get their exact Poisson draw
-                self._redraw_dim(block, np.asarray(mu)[:rows], fr, params, n_iter, c.bit_depth)
+                self._redraw_dim(block, np.asarray(dim)[:rows], np.asarray(inten)[:rows], fr,
+                                 np.asarray(laser_f), params, n_iter, statics)
         return out
 
-    def _redraw_dim(self, block, mu, frames, params, n_iter: int, bits: int | None) -> None:
-        """Overwrite the pixels of ``block`` (rows, m) whose mean ``mu`` (rows, m) float32 electrons
-        is below the exact-Poisson threshold with their exact draw (in place)."""
-        m = mu.shape[1]
-        # the same float32 comparison as the kernel's flag (mu < params[5])
-        idx = np.flatnonzero(mu < params[5])
-        if idx.size == 0:
+    def _redraw_dim(self, block, dim, inten, frames, laser_f, params, n_iter: int, statics: dict) -> None:
+        """Overwrite the pixels of ``block`` (rows, m) flagged in ``dim`` (rows, m) bool (mean below
+        the exact-Poisson threshold) with their exact draw (in place). ``inten`` (rows, m) is the
+        chunk's intensity, ``laser_f`` (>= rows,) its frames' laser factors."""
+        idx = np.flatnonzero(dim)  # the one pass over the chunk; the rest costs O(dim pixels)
+        k = idx.size
+        if k == 0:
             return
-        row, col = np.divmod(idx, m)
         # gathered on the host into flat arrays: the exact kernel's shapes do not depend on the
         # chunk shape, so three compilations (one per bucket size) serve every ROI and batch
-        data = (mu.reshape(-1)[idx], frames[row], self._pixel_ids_np[col], self._dsnu_np[col])
-        flat = block.reshape(-1)
-        for start, size in _exact_pieces(idx.size):
-            stop = min(start + size, idx.size)
-            padded = []
-            for arr in data:
-                p = np.zeros(size, dtype=arr.dtype)
-                p[: stop - start] = arr[start:stop]
-                padded.append(p)
-            res = _expose_exact_kernel(*padded, self._noise_key, params, n_iter=n_iter, bits=bits)
-            flat[idx[start:stop]] = np.asarray(res)[: stop - start]
+        pieces = _exact_pieces(k)
+        total = pieces[-1][0] + pieces[-1][1]
+        row, col = np.divmod(idx, dim.shape[1])
+        data = []
+        for src, at in ((inten.reshape(-1), idx), (self._qe_prnu_np, col), (laser_f, row), (frames, row),
+                        (self._pixel_ids_np, col), (self._dsnu_np, col)):
+            padded = np.zeros(total, dtype=src.dtype)
+            np.take(src, at, out=padded[:k])  # straight into the padded array
+            data.append(padded)
+        res = np.empty(total, dtype=block.dtype)
+        for start, size in pieces:
+            part = slice(start, start + size)
+            res[part] = _expose_exact_kernel(*(d[part] for d in data), self._noise_key, params,
+                                             n_iter=n_iter, **statics)
+        np.put(block.reshape(-1), idx, res[:k])
 
 
 def _row_bucket(rows: int, m: int, chunk: int) -> int:
@@ -296,20 +301,22 @@ def _expose_kernel(
     exact: bool,
     bits: int | None,
 ):
-    """One chunk of frames: intensity (b, m) -> (DN (b, m), mean electrons mu (b, m) float32).
+    """One chunk of frames: intensity (b, m) -> (DN (b, m), dim (b, m) bool, laser factor (b,)).
 
-    Shot noise is the Gaussian N(mu, mu) here; with ``exact`` the pixels whose ``mu`` is below the
-    threshold are redrawn by :func:`_expose_exact_kernel` (without ``exact`` the second output is
-    a (1, 1) placeholder).
+    Shot noise is the Gaussian N(mu, mu) here; with ``exact`` the pixels flagged ``dim`` (mu below
+    the threshold) are redrawn by :func:`_expose_exact_kernel` (otherwise ``dim`` is a (1, 1)
+    placeholder); the laser factors are returned for it (ones without laser fluctuation).
     """
-    read_e, full_well = params[1], params[2]
+    read_e, full_well, threshold = params[1], params[2], params[5]
     b, m = intensity.shape
     mu = intensity * (gain_map * params[8])[None, :]
     if laser:
         # one value per frame, behind a barrier: fused into the pixel loop, its hash and normal
         # would be recomputed for every pixel (twice the kernel's cost)
-        laser_f = jax.lax.optimization_barrier(_laser_factor(frames, laser_key, params[6]))
+        laser_f = _laser_factor(frames, laser_key, params[6])
         mu = mu * laser_f[:, None]
+    else:
+        laser_f = jnp.ones((b,), jnp.float32)
     mu = mu + params[0]
     if noisy:
         shape = (b, m)
@@ -321,19 +328,29 @@ def _expose_kernel(
         electrons = jnp.minimum(collected, full_well) + read_e * z_read
     else:
         electrons = jnp.minimum(mu, full_well)
-    return _digitize(electrons, dsnu[None, :], params, bits), (mu if exact else jnp.zeros((1, 1)))
+    dim = mu < threshold if exact else jnp.zeros((1, 1), dtype=bool)
+    return _digitize(electrons, dsnu[None, :], params, bits), dim, laser_f
 
 
-@partial(jax.jit, static_argnames=("n_iter", "bits"))
-def _expose_exact_kernel(mu, frames, pixel_ids, dsnu, noise_key, params, *, n_iter: int, bits: int | None):
+@partial(jax.jit, static_argnames=("laser", "n_iter", "bits"))
+def _expose_exact_kernel(
+    inten, gain, laser_f, frames, pixel_ids, dsnu, noise_key, params, *, laser: bool, n_iter: int,
+    bits: int | None
+):
     """DN (k,) of k pixels drawing shot noise exactly; all inputs (k,) flat, gathered on the host.
 
-    ``mu``: mean electrons (the Gaussian kernel's own values), ``frames`` / ``pixel_ids``: each
-    value's counters, ``dsnu``: its dark offset. Poisson by inversion of a uniform from the
-    pixel's exact-shot counter ``(frame, pixel id + 2^31)``; the read noise is the same draw as on
-    the Gaussian path (second normal of the ``(frame, pixel id)`` pair), so it stays independent
-    of the shot noise. Same counters, so a frame is still the same in any chunking.
+    ``inten``, ``gain`` (QE x (1 + PRNU)), ``laser_f``: each value's intensity, gain and frame laser
+    factor, combined into the mean electrons by the same float32 operations as
+    :func:`_expose_kernel`; ``frames`` / ``pixel_ids``: each value's counters, ``dsnu``: its dark
+    offset. Poisson by inversion of a uniform from the pixel's exact-shot counter ``(frame, pixel
+    id + 2^31)``; the read noise is the same draw as on the Gaussian path (second normal of the
+    ``(frame, pixel id)`` pair), so it stays independent of the shot noise. Same counters, so a
+    frame is still the same in any chunking.
     """
+    mu = inten * (gain * params[8])
+    if laser:
+        mu = mu * laser_f
+    mu = mu + params[0]
     read_e, full_well, threshold = params[1], params[2], params[5]
     w = threefry2x32(noise_key, frames, pixel_ids)
     _, z_read = _normal_pair(w[0], w[1])

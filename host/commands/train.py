@@ -3,6 +3,8 @@
     opu train --mode optical-dfa --device sim --dataset digits --epochs 10 --seed 0 --out runs/odfa
     opu train --mode optical-dfa --out runs/odfa --epochs 20 --resume     # continue the same run
     opu train --model cnn --mode dfa --dataset fashion-mnist --out runs/cnn_dfa
+    opu train --model cnn-opu --mode dfa --dataset fashion-mnist --input-scale pixels \
+        --init-from runs/cnn_bp --out runs/cnn_opu      # ROPUST: the optical layer in the forward path
     opu train --model gcn --mode optical-dfa --dataset csbm --lr 0.01 --weight-decay 5e-4 --out runs/gcn
     opu train --model transformer --dataset pystdlib --mode optical-dfa --steps 2000 --out runs/lm  # host/lm
 
@@ -52,8 +54,10 @@ def register_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="sim",
                    help='device URI for optical-dfa: "sim", "sim:CONFIG.json" or a VISA resource '
                         '(default: sim)')
-    p.add_argument("--model", choices=(*MODELS, "transformer"), default="mlp",
-                   help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph datasets)")
+    p.add_argument("--model", choices=(*MODELS, "cnn-opu", "transformer"), default="mlp",
+                   help="mlp (--hidden), cnn (--channels, --dense-width), gcn (--gcn-hidden, graph "
+                        "datasets), cnn-opu (conv net with the optical layer in its forward path, issue 13), "
+                        "transformer (byte-level language model, host/lm)")
     p.add_argument("--dataset", choices=(*DATASETS, *GRAPH_DATASETS, *train_lm.LM_DATASETS), default=None,
                    help="default: digits (mlp, cnn), csbm (gcn)")
     p.add_argument("--data-dir", default=None,
@@ -66,7 +70,7 @@ def register_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gcn-hidden", type=int, default=16, help="gcn: hidden units")
     p.add_argument("--graph-steps-per-epoch", type=int, default=10, help="gcn: full-batch steps per epoch")
     p.add_argument("--activation", choices=("tanh", "relu"), default=None,
-                   help="default: tanh (mlp), relu (cnn, gcn)")
+                   help="default: tanh (mlp, cnn), relu (gcn)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -78,6 +82,13 @@ def register_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run directory (metrics, curves, checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    r = p.add_argument_group("robustness by design (cnn-opu, docs/robustness.md)")
+    r.add_argument("--input-scale", choices=("standardized", "pixels"), default="standardized",
+                   help="pixels: inputs in [0, 1] (needed by opu robustness)")
+    r.add_argument("--optical-outputs", type=int, default=1024, help="cnn-opu: camera pixels of the layer")
+    r.add_argument("--surrogate-seed", type=int, default=0, help="cnn-opu: seed of the backward matrix")
+    r.add_argument("--init-from", default=None,
+                   help="cnn-opu: a --model cnn run directory whose weights start the backbone (ROPUST)")
     g = p.add_argument_group("feedback (dfa, optical-dfa)")
     g.add_argument("--normalization", choices=("none", "fan_in", "fan_out"), default="fan_in")
     g.add_argument("--encoding", choices=("ternary", "bitplanes"), default="ternary",
@@ -148,7 +159,9 @@ def train_config(args: argparse.Namespace):
         max_train_samples=args.max_train_samples, hidden=args.hidden, activation=args.activation,
         channels=args.channels, dense_width=args.dense_width, gcn_hidden=args.gcn_hidden,
         graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
-        pfa_k=args.pfa_k, pfa_decay=args.pfa_decay,
+        pfa_k=args.pfa_k, pfa_decay=args.pfa_decay, input_scale=args.input_scale,
+        optical_outputs=args.optical_outputs, surrogate_seed=args.surrogate_seed,
+        init_from=args.init_from,
         batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
         feedback=FeedbackConfig(

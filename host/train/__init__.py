@@ -1,4 +1,5 @@
-"""Hardware-in-the-loop DFA trainer (issue 4): BP, digital DFA, optical DFA and shallow training.
+"""Hardware-in-the-loop DFA trainer (issues 4, 9): BP, digital DFA, optical DFA, PFA and shallow training of
+any JAX model with feedback points (MLP, conv net, GCN).
 
 The device is reached only through :mod:`drivers` (``drivers.connect``); see docs/training.md.
 

@@ -105,8 +105,11 @@ def _install_hint(name: str) -> str:
         "and t10k-labels-idx1-ubyte.gz (MNIST) into --data-dir"
 
 
-def load_idx_dataset(name: str, data_dir: Path | None = None) -> Dataset:
-    """Fashion-MNIST or MNIST from IDX files; raises :class:`DatasetError` with an install hint."""
+def load_idx_dataset(name: str, data_dir: Path | None = None, standardize: bool = True) -> Dataset:
+    """Fashion-MNIST or MNIST from IDX files; raises :class:`DatasetError` with an install hint.
+
+    ``standardize=False`` keeps pixels in [0, 1] (adversarial robustness, issue 13: the L-inf ball
+    and the [0, 1] box are defined on pixels)."""
     tried = _idx_dirs(name, data_dir)
     for d in tried:
         paths = {k: _find_idx(d, base) for k, base in IDX_FILES.items()}
@@ -117,13 +120,15 @@ def load_idx_dataset(name: str, data_dir: Path | None = None) -> Dataset:
             ytr, yte = arr["train_labels"].astype(np.int32), arr["test_labels"].astype(np.int32)
             if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
                 raise DatasetError(f"{d}: image and label counts differ")
-            return _standardized(name, xtr, ytr, xte, yte, 10, str(d), tuple(arr["train_images"].shape[1:3]))
+            return _standardized(name, xtr, ytr, xte, yte, 10, str(d), tuple(arr["train_images"].shape[1:3]),
+                                 standardize)
     where = ", ".join(str(d) for d in tried) or "(no directory: pass --data-dir)"
     raise DatasetError(f"dataset {name!r} not found in {where}; {_install_hint(name)}")
 
 
-def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1797 samples, 64 features), split by a fixed seed."""
+def load_digits(seed: int = 0, test_fraction: float = 0.2, standardize: bool = True) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 samples, 64 features), split by a fixed seed
+    (``standardize=False``: pixels in [0, 1])."""
     from sklearn.datasets import load_digits as _sk_digits
 
     bunch = _sk_digits()
@@ -132,10 +137,14 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     perm = np.random.default_rng(seed).permutation(x.shape[0])
     n_test = round(test_fraction * x.shape[0])
     te, tr = perm[:n_test], perm[n_test:]
-    return _standardized("digits", x[tr], y[tr], x[te], y[te], 10, "sklearn.datasets.load_digits", (8, 8))
+    return _standardized("digits", x[tr], y[tr], x[te], y[te], 10, "sklearn.datasets.load_digits", (8, 8),
+                         standardize)
 
 
-def _standardized(name, xtr, ytr, xte, yte, n_classes, source, image_shape=None) -> Dataset:
+def _standardized(name, xtr, ytr, xte, yte, n_classes, source, image_shape=None, standardize=True) -> Dataset:
+    if not standardize:  # issue 13: raw pixels in [0, 1]
+        return Dataset(name, xtr.astype(np.float32), ytr, xte.astype(np.float32), yte, n_classes, source,
+                       image_shape)
     mean = xtr.mean(axis=0)
     std = xtr.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)  # constant pixels (image borders) stay 0
@@ -143,10 +152,10 @@ def _standardized(name, xtr, ytr, xte, yte, n_classes, source, image_shape=None)
     return Dataset(name, norm(xtr), ytr, norm(xte), yte, n_classes, source, image_shape)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load ``name`` (one of :data:`DATASETS`)."""
+def load_dataset(name: str, data_dir: str | Path | None = None, standardize: bool = True) -> Dataset:
+    """Load ``name`` (one of :data:`DATASETS`); ``standardize=False`` keeps pixels in [0, 1]."""
     if name == "digits":
-        return load_digits()
+        return load_digits(standardize=standardize)
     if name in ("fashion-mnist", "mnist"):
-        return load_idx_dataset(name, Path(data_dir) if data_dir is not None else None)
+        return load_idx_dataset(name, Path(data_dir) if data_dir is not None else None, standardize)
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -121,6 +121,8 @@ class Steps:
     def _dfa_step(self, params, opt_state, vjp, e, wsum, feedback):
         grads = self._dfa_grads(vjp, e, wsum, feedback)
         updates, opt_state = self.opt.update(grads, opt_state, params)
+        if feedback is None:  # shallow: what gets no gradient stays as it is (no weight decay either)
+            updates = jax.tree_util.tree_map(lambda u, g: jnp.where(jnp.any(g != 0), u, 0.0), updates, grads)
         return optax.apply_updates(params, updates), opt_state
 
     def _dfa_step_private(self, params, opt_state, vjp, top_error, wsum, feedback):

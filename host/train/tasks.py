@@ -132,12 +132,16 @@ def build_task(cfg) -> ImageTask | GraphTask:
         return GraphTask(data, model, cfg.graph_steps_per_epoch)
     if cfg.dataset in GRAPH_DATASETS:
         raise TaskError(f"dataset {cfg.dataset!r} is a graph: use --model gcn")
-    data = load_dataset(cfg.dataset, cfg.data_dir)
+    data = load_dataset(cfg.dataset, cfg.data_dir, standardize=cfg.input_scale == "standardized")
     if cfg.max_train_samples is not None:
         k = cfg.max_train_samples
         data = dataclasses.replace(data, x_train=data.x_train[:k], y_train=data.y_train[:k])
     if data.x_train.shape[0] < cfg.batch_size:
         raise TaskError(f"batch_size={cfg.batch_size} exceeds the {data.x_train.shape[0]} training samples")
+    if cfg.model == "cnn-opu":  # issue 13: an optical layer in the forward path (host/robust)
+        from host.robust.task import build_optical_task
+
+        return build_optical_task(cfg, data)
     if cfg.model == "cnn":
         if data.image_shape is None:
             raise TaskError(f"--model cnn needs images; dataset {cfg.dataset!r} has none")

@@ -1,12 +1,17 @@
-"""The training loop: modes ``bp``, ``dfa``, ``optical-dfa`` and ``shallow`` on one pipeline.
+"""The training loop: modes ``bp``, ``dfa``, ``optical-dfa``, ``pfa`` and ``shallow`` for any model of
+:mod:`host.train.models` (``mlp``, ``cnn``, ``gcn``) on one pipeline.
 
-Per step (b samples): a jitted forward pass gives the output error e (b, C); the feedback
-projection F (b, m) comes from the digital matrix (``dfa``) or from ONE device call
-(``optical-dfa``: ``device.linear_transform`` of the ternarized error, at most 4 b frames); a second
-jitted function turns F into hidden-layer gradients and applies the optax update. ``bp`` is one
-jitted value-and-grad step, ``shallow`` trains the output layer only.
+Before the first step the model is traced once (:func:`host.train.points.discover_points`): its
+feedback points give the size m of the one projection per step (the camera ROI). Per step (b samples,
+or the nodes of a graph): a jitted forward pass gives the output error e (b, C) and the VJP of the
+tapped forward pass; the projection F (b, m) comes from the digital matrix (``dfa``) or from ONE
+device call (``optical-dfa``: ``device.linear_transform`` of the ternarized error, at most 4 b
+frames); a second jitted function splits F across the points, runs the VJP and applies the optax
+update. ``bp`` is one jitted value-and-grad step, ``shallow`` trains the output layer only, ``pfa``
+is :class:`host.train.pfa.PFASteps` (its R matrices are checkpointed with the parameters).
 
-Per epoch: training, the alignment on a held-out batch (first ``alignment_batch`` test samples),
+Per epoch: training, the alignment on a held-out batch (first ``alignment_batch`` test samples; a
+graph's validation nodes),
 the test accuracy, a metrics line in ``OUT/metrics.jsonl``, an atomic checkpoint
 ``OUT/checkpoint.npz`` and the curves ``OUT/curves.png``. The data order of epoch k is a
 permutation drawn from ``numpy.random.default_rng([seed, k])``, so a resumed run sees the same
@@ -59,7 +64,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Literal["bp", "dfa", "optical-dfa", "pfa", "shallow"] = "optical-dfa"
-    model: Literal["mlp", "cnn", "gcn"] = "mlp"
+    model: Literal["mlp", "cnn", "gcn", "cnn-opu"] = "mlp"
     dataset: Literal["digits", "fashion-mnist", "mnist", "csbm", "cora", "citeseer"] = "digits"
     data_dir: str | None = None
     max_train_samples: int | None = Field(None, ge=1, description="use only the first N training samples")
@@ -70,7 +75,7 @@ class TrainConfig(BaseModel):
         "blocks", description="cnn: feedback points after every block, or after the dense layer only")
     gcn_hidden: int = Field(16, ge=1, description="gcn: hidden units")
     graph_steps_per_epoch: int = Field(10, ge=1, description="gcn: full-batch steps per epoch")
-    activation: Literal["tanh", "relu"] | None = Field(None, description="None: tanh (mlp), relu (cnn, gcn)")
+    activation: Literal["tanh", "relu"] | None = Field(None, description="None: tanh (mlp, cnn), relu (gcn)")
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(10, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -85,10 +90,19 @@ class TrainConfig(BaseModel):
     pfa_decay: float = Field(1e-3, ge=0, description="pfa: weight decay lambda of R")
     # [privacy seam] differentially private DFA (host/privacy, docs/privacy.md); None = not private
     privacy: PrivacyConfig | None = None
+    # issue 13 (host/robust): inputs in [0, 1] for robustness, the optical layer of cnn-opu, ROPUST init
+    input_scale: Literal["standardized", "pixels"] = Field(
+        "standardized", description="standardized features, or raw pixels in [0, 1] (adversarial robustness)")
+    optical_outputs: int = Field(1024, ge=1, description="cnn-opu: camera pixels m of the optical layer")
+    surrogate_seed: int = Field(0, ge=0, description="cnn-opu: seed of the defender's backward matrix")
+    init_from: str | None = Field(None, description="cnn-opu: a cnn run directory whose conv and dense "
+                                                    "weights initialise the backbone (ROPUST fine-tuning)")
 
     @property
     def act(self) -> str:
-        return self.activation or ("tanh" if self.model == "mlp" else "relu")
+        # DFA on the conv net with relu lets the activations grow without bound (measured: training loss 5.4
+        # after 25 Fashion-MNIST steps, 22 with the optical feedback); tanh keeps them bounded
+        return self.activation or ("relu" if self.model == "gcn" else "tanh")
 
 
 class TrainingError(RuntimeError):
@@ -182,6 +196,10 @@ def train(
     k_init, k_fb = jax.random.split(key)
     example = task.example()
     params = task.model.init(k_init, example.inputs)
+    if cfg.init_from is not None and not resume:  # issue 13: ROPUST, fine-tune a pre-trained backbone
+        from host.robust.finetune import load_backbone
+
+        params = load_backbone(cfg.init_from, params)
     opt = make_optimizer(cfg)
     if cfg.privacy is not None and cfg.privacy.hidden_lr_scale != 1.0:  # [privacy seam] slow hidden layers
         last = len(params) - 1
@@ -212,7 +230,20 @@ def train(
     privacy = None
     t_start = time.perf_counter()
     meta_device_settings: dict | None = None
+    needs_device = getattr(task, "needs_device", False)  # issue 13: the device in the forward path
     try:
+        if needs_device:
+            if device is None:
+                if connect is None:
+                    import drivers
+
+                    connect = drivers.connect
+                device = connect(cfg.device)
+                own_device = True
+            stored_dev = meta.get("device")
+            meta_device_settings = task.attach(device, stored_dev["settings"] if stored_dev else None)
+            if stored_dev:
+                _restore_clock(device, stored_dev)
         if cfg.mode == "dfa":
             feedback = DigitalFeedback(k_fb, m, task.n_classes)
         elif cfg.mode == "optical-dfa":
@@ -262,7 +293,8 @@ def train(
             history.append(rec)
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(rec) + "\n")
-            meta = _meta(cfg, epoch + 1, k_init, k_fb, device if cfg.mode == "optical-dfa" else None,
+            dev_meta = device if cfg.mode == "optical-dfa" or needs_device else None
+            meta = _meta(cfg, epoch + 1, k_init, k_fb, dev_meta,
                          meta_device_settings)
             checkpoint.save(ckpt_path, (params, opt_state, aux), meta)
             plot_runs({cfg.mode: history}, out / CURVES, title=f"{cfg.model} {cfg.mode} on {cfg.dataset}")
@@ -336,6 +368,8 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
             if batch is None:  # an empty Poisson sample: nothing to train on, still one composition
                 bar.update(1)
                 continue
+            if hasattr(task, "prepare"):  # issue 13: the optical forward, between two jitted halves
+                batch = task.prepare(params, batch)
             if cfg.mode == "bp":
                 params, opt_state, loss, correct = steps.bp_step(params, opt_state, batch)
             elif cfg.mode == "pfa":
@@ -367,6 +401,8 @@ def _run_epoch(cfg, epoch, task, steps, pfa, feedback, device, state, progress):
     align = None
     if feedback is not None:
         al = task.alignment_batch()
+        if hasattr(task, "prepare"):
+            al = task.prepare(params, al)
         _, _, e_al, _, _ = steps.forward_error(params, al)
         rng_al = np.random.default_rng([cfg.seed, epoch, _ALIGNMENT_STREAM])
         fb = feedback.project(e_al, al.y, rng_al)[0] if private else feedback.project(e_al, rng_al)

@@ -132,3 +132,25 @@ def test_each_noise_source_alone_has_its_variance(shot, read_e):
     se = np.sqrt(2 / (N_FRAMES - 1)) / np.sqrt(ok.sum())
     assert ok.sum() > 300
     assert abs(ratio.mean() - 1) < 5 * se + 0.02
+
+
+def test_maps_are_float64_and_halo_pixels_never_alias_sensor_pixels():
+    from opu.camera import SENSOR_STRIDE, roi_pixel_ids
+
+    sim = _sim()
+    assert sim.camera.prnu.dtype == np.float64 and sim.camera.dsnu_e.dtype == np.float64
+    # an ROI in the sensor's corner, grown by a halo: the halo pixels off the sensor get ids of their
+    # own, disjoint from every on-sensor pixel id (else the grain filter would reuse real pixels' B)
+    cam = opu.CameraConfig(roi=opu.Roi(row=0, col=0, height_px=4, width_px=4), sensor_height_px=8,
+                           sensor_width_px=8)
+    ids = roi_pixel_ids(cam, halo_px=2).reshape(8, 8)
+    on = ids[2:, 2:]  # rows 0..5, cols 0..5 of the sensor
+    rows, cols = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
+    np.testing.assert_array_equal(on, rows * SENSOR_STRIDE + cols)
+    halo = np.concatenate([ids[:2].ravel(), ids[2:, :2].ravel()])
+    assert len(set(ids.ravel().tolist())) == ids.size
+    assert halo.min() > 8 * SENSOR_STRIDE  # above every id of this sensor
+    far = opu.CameraConfig(roi=opu.Roi(row=4, col=4, height_px=4, width_px=4), sensor_height_px=8,
+                           sensor_width_px=8)
+    ids = roi_pixel_ids(far, halo_px=2).reshape(8, 8)
+    assert len(set(ids.ravel().tolist())) == ids.size and ids[:, 6:].min() > 8 * SENSOR_STRIDE

@@ -173,3 +173,14 @@ def test_full_size_frames_have_the_iid_statistics():
     # neighbouring pixels (rows of the sensor) are uncorrelated
     img = (i.reshape(1080, 1920) - i.mean()) / i.std()
     assert abs((img[:, :-1] * img[:, 1:]).mean()) < 5 / np.sqrt(img[:, :-1].size)
+
+
+def test_speckle_grain_applies_unchanged():
+    """Field correlation exp(-d^2/rho^2) => intensity correlation exp(-2 d^2 / rho^2), as for i.i.d."""
+    cfg = _structured(5, 4096).replace(medium={"speckle_grain_px": 2.0})
+    img = opu.Simulator(cfg, n_features=128).intensity(_patterns(k=40, count=32, n=128, seed=1))
+    img = img.astype(np.float64).reshape(32, 64, 64)
+    assert abs(img.mean() / 40 - 1) < 0.05
+    z = (img - img.mean()) / img.std()
+    for d in (1, 2):
+        assert abs((z[:, :, :-d] * z[:, :, d:]).mean() - np.exp(-2 * d**2 / 4.0)) < 0.06

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from host.train.models import mlp
 from host.train.points import discover_points
@@ -57,9 +58,10 @@ def test_alignment_is_one_when_feedback_is_the_bp_signal():
     np.testing.assert_allclose([float(cu[0]), float(cm[0])], [-1.0, -1.0], atol=1e-5)
 
 
-def test_shallow_leaves_hidden_layers_unchanged():
+@pytest.mark.parametrize("decay", [0.0, 0.1])
+def test_shallow_leaves_hidden_layers_unchanged(decay):
     net, params, batch = _setup(hidden=(7, 3))
-    opt = optax.adam(1e-2)
+    opt = optax.chain(optax.add_decayed_weights(decay), optax.adam(1e-2))  # not even weight decay
     steps = _steps(net, params, batch, opt, (1.0, 1.0))
     _, _, e, wsum, vjp = steps.forward_error(params, batch)
     new, _ = steps.shallow_step(params, opt.init(params), vjp, e, wsum)

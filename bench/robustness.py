@@ -1,0 +1,146 @@
+"""Robustness by design: a BP conv net vs the same net with the OPU in its forward path (ROPUST recipe).
+
+    .venv/bin/python bench/robustness.py [--quick] [--data-dir DIR]
+
+Fashion-MNIST (pixels in [0, 1]), one seed, the simulated realistic device (``sim``):
+
+1. ``opu train --model cnn --mode bp`` (the baseline, also the attacker's transfer source);
+2. ``opu train --model cnn-opu --mode dfa --init-from <1>`` (insert the optical layer, fine-tune with DFA);
+3. ``opu robustness`` with every attack at eps in {0.05, 0.1, 0.2}.
+
+Writes bench/results/robustness.json (``--quick``: robustness_quick.json) with ``natural_acc_bp``,
+``natural_acc_opu`` (goal >= natural_acc_bp - 1.5 points), and at eps = 0.1 ``pgd_acc_bp``,
+``pgd_acc_opu`` (worst of the random and bpda surrogates), ``bpda_acc_opu``, ``transfer_acc_opu``,
+``square_acc_opu``, ``hsj_acc_opu``, ``pr_attack_acc_opu`` (S = 20), ``worst_case_acc_opu`` (minimum over
+all attacks; goal >= pgd_acc_bp + 20 points) and ``sanity_checks_passed``. Accuracies in percent.
+
+Full configuration (GPU machine or patient CPU): 60000 training images, BP 10 epochs, fine-tuning 5
+epochs, 1000 attacked test images (HopSkipJump on 100), PGD 50 steps, Square 1000 queries, S in
+{5, 10, 20}. ``--quick`` (shared CPU): 10000 training images, 2 + 1 epochs, 100 test images (HSJ on
+10), Square 100 queries, HSJ 3 iterations, S in {5, 20}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from host.robust.evaluate import EvalConfig, evaluate, worst_case
+from host.train.trainer import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+EPS = 0.1
+
+
+def configs(quick: bool, data_dir: str | None):
+    common = dict(
+        dataset="fashion-mnist",
+        data_dir=data_dir,
+        input_scale="pixels",
+        channels=(32, 64),
+        dense_width=128,
+        batch_size=128,
+        seed=0,
+        device="sim",
+    )
+    if quick:
+        bp = TrainConfig(mode="bp", model="cnn", epochs=2, max_train_samples=10000, **common)
+        opu = TrainConfig(
+            mode="dfa",
+            model="cnn-opu",
+            epochs=1,
+            max_train_samples=10000,
+            optical_outputs=1024,
+            lr=3e-4,
+            **common,
+        )
+        ev = EvalConfig(
+            n_samples=100,
+            pgd_steps=50,
+            square_queries=100,
+            hsj_samples=10,
+            hsj_iter=3,
+            hsj_max_eval=100,
+            pr_anchors=(5, 20),
+        )
+    else:
+        bp = TrainConfig(mode="bp", model="cnn", epochs=10, **common)
+        opu = TrainConfig(mode="dfa", model="cnn-opu", epochs=5, optical_outputs=1024, lr=3e-4, **common)
+        ev = EvalConfig()
+    return bp, opu, ev
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="shared-CPU configuration (see the docstring)")
+    ap.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files (default: Debian's package)")
+    ap.add_argument("--work", default=None, help="run directories (default: bench/results/robustness_runs)")
+    args = ap.parse_args()
+    name = "robustness_quick" if args.quick else "robustness"
+    work = Path(args.work or ROOT / "bench" / "results" / f"{name}_runs")
+    if work.exists():
+        shutil.rmtree(work)
+    bp_cfg, opu_cfg, ev = configs(args.quick, args.data_dir)
+    t0 = time.perf_counter()
+    train(bp_cfg, work / "cnn_bp", progress=False, log=print)
+    opu_cfg = opu_cfg.model_copy(update={"init_from": str(work / "cnn_bp")})
+    train(opu_cfg, work / "cnn_opu", progress=False, log=print)
+    t_train = time.perf_counter() - t0
+    rep = evaluate(work / "cnn_opu", ev, out=work / "cnn_opu")
+    e = f"{EPS:g}"
+    opu = rep["opu"]
+    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    worst, worst_attack = worst_case(rep, EPS)
+    res = {
+        "config": "quick" if args.quick else "full",
+        "dataset": "fashion-mnist",
+        "eps": EPS,
+        "n_samples": rep["n_samples"],
+        "hsj_samples": rep["hsj_samples"],
+        "natural_acc_bp": pct(rep["natural"]["bp"]),
+        "natural_acc_opu": pct(rep["natural"]["opu"]),
+        "pgd_acc_bp": pct(rep["bp"]["pgd"][e]),
+        "pgd_acc_opu": pct(min(opu["pgd_random"][e], opu["pgd_bpda"][e])),
+        "pgd_random_acc_opu": pct(opu["pgd_random"][e]),
+        "bpda_acc_opu": pct(opu["pgd_bpda"][e]),
+        "transfer_acc_opu": pct(opu["transfer"][e]),
+        "square_acc_opu": pct(opu["square"][e]),
+        "hsj_acc_opu": pct(opu["hsj"][e]),
+        "pr_attack_acc_opu": pct(opu["pr_S20"][e]),
+        "worst_case_acc_opu": pct(worst),
+        "worst_case_attack": worst_attack,
+        "sanity_checks_passed": rep["sanity_checks_passed"],
+        "goals": {},
+        "report": rep,
+        "train_wall_s": t_train,
+        "load_average": os.getloadavg(),
+    }
+    res["goals"] = {
+        "natural_acc_opu >= natural_acc_bp - 1.5": res["natural_acc_opu"] >= res["natural_acc_bp"] - 1.5,
+        "worst_case_acc_opu >= pgd_acc_bp + 20": res["worst_case_acc_opu"] >= res["pgd_acc_bp"] + 20,
+        "sanity_checks_passed": res["sanity_checks_passed"],
+    }
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.write_text(json.dumps(res, indent=2))
+    for k in (
+        "natural_acc_bp",
+        "natural_acc_opu",
+        "pgd_acc_bp",
+        "pgd_acc_opu",
+        "bpda_acc_opu",
+        "transfer_acc_opu",
+        "square_acc_opu",
+        "hsj_acc_opu",
+        "pr_attack_acc_opu",
+        "worst_case_acc_opu",
+    ):
+        print(f"{k:>22}: {res[k]:6.2f} %")
+    print(f"worst-case attack: {worst_attack}; goals: {res['goals']}; written {out}")
+
+
+if __name__ == "__main__":
+    main()

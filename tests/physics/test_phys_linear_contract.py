@@ -1,0 +1,136 @@
+"""The linear schemes' contract beyond the projection itself: ``project_binary``, frame costs, input
+checks and their messages (written from mutation testing: these paths had no test)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import opu
+
+N, M = 16, 256
+
+
+def _sim(scheme: opu.LinearScheme, **replace) -> opu.Simulator:
+    cfg = opu.ideal(seed=3, n_outputs=M)
+    if replace:
+        cfg = cfg.replace(**replace)
+    return opu.Simulator(cfg, n_features=scheme.device_features)
+
+
+@pytest.mark.parametrize("name", ["anchor", "complement"])
+def test_project_binary_equals_the_signed_projection_and_costs_two_frames(name):
+    scheme = opu.make_scheme(name, N)
+    sim = _sim(scheme)
+    cal = scheme.calibrate(sim.acquire)
+    assert cal.frames == scheme.calibration_frames == 16
+    x = np.random.default_rng(1).random((5, N)) < 0.5
+    before = sim.clock.frames
+    binary = scheme.project_binary(sim.acquire, x, cal)
+    assert sim.clock.frames - before == scheme.frames_per_binary * 5 == 10
+    signed = scheme.project_signed(sim.acquire, x, np.zeros_like(x), cal)
+    assert binary.shape == (5, M) and binary.dtype == np.float64
+    np.testing.assert_allclose(binary, signed, rtol=1e-4, atol=1e-4 * np.abs(signed).max())
+    # 0/1 integers are binary patterns too; other values are refused with advice
+    np.testing.assert_allclose(scheme.project_binary(sim.acquire, x.astype(np.int64), cal), binary,
+                               rtol=1e-4, atol=1e-4 * np.abs(signed).max())
+    with pytest.raises(opu.OPUError, match="project_binary expects 0/1 patterns; use linear_transform"):
+        scheme.project_binary(sim.acquire, np.full((1, N), 2), cal)
+    with pytest.raises(opu.ShapeError, match=rf"expected binary patterns \(b, {N}\), got \(1, {N + 1}\)"):
+        scheme.project_binary(sim.acquire, np.zeros((1, N + 1), bool), cal)
+
+
+def test_project_binary_warns_on_saturation():
+    scheme = opu.AnchorScheme(N, adc_max_dn=255)
+    sim = opu.Simulator(opu.realistic(seed=5, n_outputs=M).replace(dmd={"macro_pixel_mirrors": 4}),
+                        n_features=scheme.device_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", opu.SaturationWarning)
+        cal = scheme.calibrate(sim.acquire)
+    sim.reconfigure(sim.config.replace(laser={"photons_per_mirror_us": 5.0}))  # 1000x brighter
+    with pytest.warns(opu.SaturationWarning, match=r"% of the pixels are saturated at 255 DN"):
+        scheme.project_binary(sim.acquire, np.ones((2, N), bool), cal)
+
+
+def test_signed_parts_are_checked():
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme)
+    cal = scheme.calibrate(sim.acquire)
+    a = np.zeros((2, N), bool)
+    a[:, 0] = True
+    with pytest.raises(opu.OPUError, match=r"pos and neg patterns must be disjoint"):
+        scheme.project_signed(sim.acquire, a, a, cal)
+    with pytest.raises(opu.ShapeError):
+        scheme.project_signed(sim.acquire, a, a[:1], cal)
+
+
+def test_scheme_construction_is_checked():
+    message = r"^unknown linear scheme 'fourier'; choose one of \['anchor', 'complement'\]$"
+    with pytest.raises(opu.OPUError, match=message):
+        opu.make_scheme("fourier", N)
+    with pytest.raises(opu.OPUError, match="n_features must be >= 1, got 0"):
+        opu.AnchorScheme(0)
+    with pytest.raises(opu.OPUError, match="dark_repeats and reference_repeats must be >= 1"):
+        opu.AnchorScheme(N, dark_repeats=0)
+    with pytest.raises(opu.OPUError, match="dark_repeats and reference_repeats must be >= 1"):
+        opu.ComplementScheme(N, reference_repeats=0)
+    with pytest.raises(opu.OPUError, match="anchor_features must be >= 1, got 0"):
+        opu.AnchorScheme(N, anchor_features=0)
+    s = opu.make_scheme("anchor", N, anchor_features=3, dark_repeats=2, reference_repeats=5)
+    assert (s.device_features, s.calibration_frames, s.anchor_features) == (N + 3, 7, 3)
+    assert opu.AnchorScheme(N).anchor_features == N  # default: as many anchor features as data
+    assert opu.make_scheme("complement", N).device_features == N
+    assert s.frames_for(3, signed=False) == 6 and s.frames_for(3, signed=True, planes=4) == 48
+
+
+def test_linear_transform_input_checks_and_single_vectors():
+    scheme = opu.AnchorScheme(N)
+    proj = opu.LinearProjector(_sim(scheme).acquire, scheme)
+    y = proj.transform(np.ones(N, dtype=int))  # one vector in, one out
+    assert y.shape == (M,)
+    with pytest.raises(opu.ShapeError, match=rf"x must be \(n,\) or \(batch, n\) with n = {N}"):
+        proj.transform(np.ones((2, N + 1)))
+    with pytest.raises(opu.OPUError, match="x must be real"):
+        proj.transform(np.ones((2, N), dtype=complex))
+    with pytest.raises(opu.OPUError, match="x contains NaN or infinite values"):
+        proj.transform(np.full((1, N), np.nan))
+    cal = proj.calibration
+    assert proj.recalibrate() is not cal and proj.calibration is proj.calibration
+
+
+def test_weak_outputs_are_floored_at_four_standard_errors_of_their_own_measurement():
+    """The documented rule (LinearCalibration.weak_outputs), recomputed from the calibration frames."""
+    scheme = opu.AnchorScheme(N, adc_max_dn=255, dark_repeats=6, reference_repeats=6)
+    sim = opu.Simulator(opu.realistic(seed=8, n_outputs=M).replace(dmd={"macro_pixel_mirrors": 2}),
+                        n_features=scheme.device_features)
+    seen = []
+
+    def acquire(p):
+        y = sim.acquire(p)
+        seen.append(y.astype(np.float64))
+        return y
+
+    cal = scheme.calibrate(acquire)
+    y = seen[0]
+    dark, ref = y[:6], y[6:]
+    q = 1 / 12
+    se = np.sqrt((ref.var(axis=0, ddof=1) + q) / 6 + (dark.var(axis=0, ddof=1) + q) / 6)
+    r = ref.mean(axis=0) - dark.mean(axis=0)
+    floor = np.maximum(4 * se, 1e-6 * r.mean())
+    weak = r < floor
+    assert 0 < weak.sum() < M  # a realistic device has some dark speckle grains
+    np.testing.assert_array_equal(cal.weak_outputs, weak)
+    np.testing.assert_allclose(cal.reference_dn, np.where(weak, floor, r))
+    np.testing.assert_allclose(cal.dark_dn, dark.mean(axis=0))
+    assert cal.scale == pytest.approx(np.sqrt(2 * N / r.mean()))  # E[ref] = g a x lit features (N)
+
+
+def test_dark_reference_message_says_what_to_check():
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme, laser={"photons_per_mirror_us": 0.0})
+    message = (r"^the reference frame is no brighter than the dark frame: no light reaches the camera "
+               r"\(check laser power, exposure, or the number of lit mirrors\)$")
+    with pytest.raises(opu.OPUError, match=message):
+        scheme.calibrate(sim.acquire)

@@ -1,0 +1,82 @@
+"""Attacks: PGD breaks an undefended model; every attack stays in the eps ball and in [0, 1]."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from host.robust import attacks as atk
+from host.robust.evaluate import digital_target
+from host.train.data import load_digits
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Softmax regression on 8x8 digit pixels in [0, 1] (an undefended model), trained by full-batch Adam."""
+    d = load_digits(standardize=False)
+    x, y = jnp.asarray(d.x_train), jnp.asarray(d.y_train)
+
+    def apply(p, xx):
+        return xx @ p["w"] + p["b"]
+
+    params = {"w": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
+    opt = optax.adam(0.05)
+    st = opt.init(params)
+
+    @jax.jit
+    def step(p, s):
+        g = jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(apply(q, x), y).mean())(p)
+        u, s = opt.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    for _ in range(300):
+        params, st = step(params, st)
+    t = digital_target(apply, params, 10)
+    return t, d.x_test[:200], d.y_test[:200]
+
+
+def test_pixels_are_in_unit_range():
+    d = load_digits(standardize=False)
+    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0
+
+
+def test_pgd_drives_an_undefended_model_down(tiny):
+    t, x, y = tiny
+    clean = atk.accuracy(t, x, y)
+    assert clean > 0.9
+    adv = atk.accuracy(t, atk.pgd(t, x, y, 0.2, steps=20), y)
+    assert adv < 0.1  # a linear model at eps = 0.2 on 64 pixels: PGD must break it
+    assert atk.accuracy(t, atk.fgsm(t, x, y, 0.2), y) < clean - 0.5
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "square", "hsj"])
+def test_attacks_respect_the_ball_and_the_box(tiny, attack):
+    t, x, y = tiny
+    x, y = x[:16], y[:16]
+    eps = 0.1
+    if attack == "fgsm":
+        xa = atk.fgsm(t, x, y, eps)
+    elif attack == "pgd":
+        xa = atk.pgd(t, x, y, eps, steps=5)
+    elif attack == "square":
+        xa = atk.square(t, x, y, eps, max_queries=20)
+    else:
+        xa = atk.within(atk.hop_skip_jump(t, x, y, max_iter=2, max_eval=20, init_eval=5), x, eps)
+    assert xa.shape == x.shape and xa.dtype == np.float32
+    assert np.abs(xa - x).max() <= eps + 1e-6
+    assert xa.min() >= 0.0 and xa.max() <= 1.0
+    if attack in ("fgsm", "pgd", "square"):
+        assert np.abs(xa - x).max() > eps / 2  # it did move
+
+
+def test_attack_refusals(tiny):
+    t, x, y = tiny
+    with pytest.raises(atk.AttackError, match=r"\[0, 1\]"):
+        atk.fgsm(t, x * 3 - 1, y, 0.1)
+    with pytest.raises(atk.AttackError, match="eps"):
+        atk.pgd(t, x, y, 2.0)
+    with pytest.raises(atk.AttackError, match="steps"):
+        atk.pgd(t, x, y, 0.1, steps=0)
