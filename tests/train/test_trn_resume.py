@@ -86,7 +86,7 @@ def _template(run_dir):
     from host.train.trainer import make_optimizer
 
     cfg = TrainConfig.model_validate_json((run_dir / "config.json").read_text())
-    net = mlp(cfg.hidden, 10, cfg.activation)
+    net = mlp(cfg.hidden, 10, cfg.act)
     k_init, _ = jax.random.split(jax.random.PRNGKey(cfg.seed))
     params = net.init(k_init, 64)
     return params, make_optimizer(cfg).init(params)

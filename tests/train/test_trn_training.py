@@ -80,7 +80,7 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
         train(cfg.model_copy(update={"lr": 0.5, "epochs": 2}), tmp_path, resume=True, progress=False)
     # the refused runs left the checkpoint untouched, and it still loads as epoch 1
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
-    net = mlp(SMALL["hidden"], 10, cfg.activation)
+    net = mlp(SMALL["hidden"], 10, cfg.act)
     params = net.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0], 64)  # as the trainer inits
     (loaded, _), meta = load_ckpt(tmp_path / "checkpoint.npz", (params, optax.adam(cfg.lr).init(params)))
     assert meta["epoch"] == 1 and meta["config"]["lr"] == cfg.lr
