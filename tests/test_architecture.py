@@ -19,12 +19,13 @@ def test_import_layers_are_respected():
     assert "KEPT" in result.stdout
 
 
-#: what opu/ may import: the standard library's pure-computation modules, numpy, jax, pydantic and
-#: itself. Anything else (os, io, pathlib, socket, subprocess, pyvisa, urllib, requests, ...) is I/O
-#: or a door to it, and fails the test until it is consciously added here.
+#: what opu/ may import: the standard library's pure-computation modules, numpy, jax, pydantic, scipy
+#: (the structured medium's host FFTs, scipy.fft) and itself. Anything else (os, io, pathlib, socket,
+#: subprocess, pyvisa, urllib, requests, ...) is I/O or a door to it, and fails the test until it is
+#: consciously added here.
 OPU_ALLOWED_IMPORTS = frozenset({
     "__future__", "abc", "collections", "dataclasses", "enum", "functools", "itertools", "math",
-    "numbers", "operator", "typing", "warnings", "numpy", "jax", "pydantic",
+    "numbers", "operator", "typing", "warnings", "numpy", "jax", "pydantic", "scipy",
 })
 #: builtins that read, write or load code
 OPU_FORBIDDEN_CALLS = frozenset({"open", "input", "print", "exec", "eval", "compile", "__import__",
