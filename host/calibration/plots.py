@@ -1,12 +1,12 @@
-"""PNG plots of a calibration report (matplotlib, Agg backend): one figure per measurement."""
+"""PNG plots of a calibration report, one figure per measurement (matplotlib).
+
+No backend is forced: headless, matplotlib picks Agg itself; in a notebook the figures stay inline.
+Each figure is closed after saving."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 

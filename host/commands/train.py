@@ -149,9 +149,19 @@ def privacy_config(args: argparse.Namespace):
         audit_seed=getattr(args, "canary_seed", 12345))
 
 
+def feedback_config(args: argparse.Namespace):
+    """The FeedbackConfig of the parsed options (shared by every model, the transformer included)."""
+    from host.train import FeedbackConfig
+
+    return FeedbackConfig(
+        normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
+        threshold_mode=args.threshold_mode, precision=args.precision,
+        share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None)
+
+
 def train_config(args: argparse.Namespace):
     """The TrainConfig of the parsed options (raises pydantic's ValidationError on a bad value)."""
-    from host.train import FeedbackConfig, TrainConfig
+    from host.train import TrainConfig
 
     return TrainConfig(
         mode=args.mode, model=args.model,
@@ -164,10 +174,7 @@ def train_config(args: argparse.Namespace):
         init_from=args.init_from,
         batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
-        feedback=FeedbackConfig(
-            normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
-            threshold_mode=args.threshold_mode, precision=args.precision,
-            share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None),
+        feedback=feedback_config(args),
         privacy=privacy_config(args),
     )
 

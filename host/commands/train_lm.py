@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from host.commands.train import feedback_config
     from host.lm import CorpusError, LMConfig, LMTrainingError, LMTrainingInterrupted, train_lm
-    from host.train import FeedbackConfig
     from host.train.checkpoint import CheckpointError
 
     if args.mode == "pfa":
@@ -55,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
             n_heads=args.n_heads, context=args.context, batch_size=args.lm_batch, steps=args.steps,
             eval_every=args.eval_every, eval_windows=args.eval_windows, lr=args.lr, seed=args.seed,
             device=args.device, body_lr_scale=args.body_lr_scale,
-            feedback=FeedbackConfig(
-                normalization=args.normalization, encoding=args.encoding, threshold=args.threshold,
-                threshold_mode=args.threshold_mode, precision=args.precision,
-                share_repeats=args.share_repeats, exposure_target_frac=args.exposure_target or None),
+            feedback=feedback_config(args),
         )
     except ValidationError as err:
         print(f"opu train: invalid arguments:\n{err}", file=sys.stderr)

@@ -164,9 +164,6 @@ def report(run_dirs: Iterable[str | Path], out_png: str | Path | None = None,
 
 
 def _draw(fits: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = {"flops": "digital FLOPs", "time": "modeled time (s): host FLOPs + device frames",

@@ -346,9 +346,6 @@ def _meta(cfg: LMConfig, step: int, device: Device | None, settings: dict | None
 
 
 def _plot(history: list[dict], path: Path, title: str, unigram: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -346,9 +346,6 @@ def worst_case(report: dict, eps: float) -> tuple[float, str]:
 
 def plot(report: dict, path: Path) -> None:
     """Robust accuracy vs eps per attack: defended (solid) and baseline (dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))

@@ -1,13 +1,13 @@
-"""PNG figures of training curves (matplotlib, Agg backend: no display needed)."""
+"""PNG figures of training curves (matplotlib).
+
+No backend is forced: headless, matplotlib picks Agg itself; in a notebook the figures stay inline.
+Each figure is closed after saving."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
