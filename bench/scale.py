@@ -18,8 +18,11 @@ Keys (goals in brackets):
 * ``gpu_frames_per_s_iid_full_size``: exact i.i.d. medium at full size on the GPU(s) JAX sees
   (sharded over them), batch 8 half lit, noisy 8-bit frames; null without a GPU.
 * ``sweep_speedup_2workers`` [>= 1.5]: 8 short digits optical-DFA trainings (``--sweep-epochs``,
-  default 5, of the 1437 training digits, hidden 64, read noise 0-100 e- x 2 seeds), one after the
-  other in this process vs ``opu sweep`` on a local Ray instance with 2 workers.
+  default 20, of the 1437 training digits, hidden 64, read noise 0-100 e- x 2 seeds; about 10 s
+  each), one after the other in this process vs ``opu sweep`` on a local Ray instance with 2
+  workers. Ray's fixed costs (start-up, one fresh worker process per slot that imports and
+  compiles once) are about 10 s per sweep: with 3-s trials (5 epochs) they outweigh the second
+  core (0.88 on a quiet 2-core machine).
 * ``--only trainer`` (not run by default, ~6.5 GiB): optical DFA through the full-size device with a
   sensor-wide hidden layer (smoke run: ``trainer_full_size_*``).
 
@@ -300,7 +303,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--kernel-media", type=int, default=None)
     p.add_argument("--sweep-trials", type=int, default=None)
-    p.add_argument("--sweep-epochs", type=int, default=None, help="epochs per sweep trial (default 5)")
+    p.add_argument("--sweep-epochs", type=int, default=None, help="epochs per sweep trial (default 20)")
     p.add_argument("--gpu-second-run-below-s", type=float, default=120.0,
                    help="time a second full-size GPU batch when the first took less than this")
     p.add_argument("--iid-size", default=f"{N_FULL},{M_FULL}",
@@ -311,7 +314,7 @@ def main() -> int:
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.kernel_media = args.kernel_media or (2 if args.quick else 4)
     args.sweep_trials = args.sweep_trials or (4 if args.quick else 8)
-    args.sweep_epochs = args.sweep_epochs or (1 if args.quick else 5)
+    args.sweep_epochs = args.sweep_epochs or (1 if args.quick else 20)
     if args.section:
         sys.path.insert(0, str(ROOT))
         print(json.dumps(SECTIONS[args.section](args)))

@@ -178,13 +178,18 @@ class LinearScheme(ABC):
         which = None
         if share_repeats:
             parts, which = _distinct_rows(parts)
-        y = np.asarray(acquire(self._binary_patterns(parts)), dtype=np.float64)
-        _warn_saturation(y, self.adc_max_dn)
+        raw = np.asarray(acquire(self._binary_patterns(parts)))
+        _warn_saturation(raw, self.adc_max_dn)  # on the frames' own dtype: one cheap pass
+        y = raw.astype(np.float64)
         # the reference term cancels in the difference: pass zeros
         c = self._binary_cross(y, parts.shape[0], np.zeros_like(cal.reference_dn))
-        # each vector's pos part minus its neg part (rows of c are the distinct parts when sharing)
-        cross = c[:b] - c[b:] if which is None else c[which[:b]] - c[which[b:]]
-        return self._normalize(cross, cal, pos.sum(axis=1) - neg.sum(axis=1))
+        if which is None:
+            return self._normalize(c[:b] - c[b:], cal, pos.sum(axis=1) - neg.sum(axis=1))
+        # sharing: normalise the k distinct parts, then take each vector's pos part minus its neg
+        # part; the normalisation is affine in (cross, x_sum), so this equals normalising the
+        # differences, on k rows instead of b
+        cn = self._normalize(c, cal, parts.sum(axis=1))
+        return cn[which[:b]] - cn[which[b:]]
 
     def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:
         """Per-output normalisation to unit-variance A; ``x_sum`` (b,) = sum of each input."""

@@ -33,6 +33,12 @@ from .sharded import sharded_field
 from .structured import StructuredMedium
 from .timing import DeviceClock
 
+#: CPU backend: the dense GEMM X W runs in numpy's BLAS instead of XLA (see ``_intensity_dense_host``);
+#: accelerators always use XLA. Frames agree to float32 rounding of the GEMM, which no promise covers.
+HOST_BLAS_ON_CPU = True
+#: ... for GEMMs of at least this many multiply-adds: below it XLA's GEMM is as fast, and the BLAS
+#: threads' spin-wait after a call slows the JAX kernels that follow (measured on the DFA step).
+HOST_BLAS_MIN_MACS = 1 << 28
 #: Dense W above this size switches ``tm_mode="auto"`` to streaming.
 DENSE_LIMIT_BYTES = 4 * 2**30
 #: Batches smaller than this, on a medium that has not drifted yet, use only the W rows their lit
@@ -65,6 +71,28 @@ def _intensity_dense(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     f = x @ w
     m = f.shape[1] // 2
     return f[:, :m] ** 2 + f[:, m:] ** 2
+
+
+def _intensity_dense_host(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """|x W|^2 with numpy's BLAS: x (b, n) float32, w (n, 2m) float32 -> (b, m) float32.
+
+    On a CPU backend the GEMM is the whole cost of a frame, and the host BLAS (OpenBLAS, with kernels
+    per micro-architecture chosen at run time) is as fast as XLA's or faster on every x86 and ARM
+    CPU we measured (docs/physics.md); it also needs no compilation per batch shape. The squares are
+    taken in place, in the GEMM's own output.
+    """
+    f = x @ w
+    m = f.shape[1] // 2
+    re, im = f[:, :m], f[:, m:]
+    np.multiply(re, re, out=re)
+    np.multiply(im, im, out=im)
+    re += im
+    return re
+
+
+def _on_cpu(a: jax.Array) -> bool:
+    """Whether a JAX array lives in host memory (numpy can then read it without a copy)."""
+    return all(d.platform == "cpu" for d in a.devices())
 
 
 @jax.jit
@@ -268,6 +296,9 @@ class Simulator:
             return self.medium.intensity(x)
         if self.tm_mode == "dense" and not self._halo and not self._use_lit_columns(x):
             b = x.shape[0]
+            w = self.medium.w
+            if HOST_BLAS_ON_CPU and b * x.shape[1] * w.shape[1] >= HOST_BLAS_MIN_MACS and _on_cpu(w):
+                return _intensity_dense_host(x.astype(np.float32), np.asarray(w))
             # converted on the host and short batches padded to a few row counts: eager device
             # conversions and new GEMM shapes would each cost a compilation
             rows = _batch_bucket(b)

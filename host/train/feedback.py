@@ -198,7 +198,7 @@ class OpticalFeedback:
             out = self.device.linear_transform(x, self.cfg.scheme, self.cfg.precision,
                                                share_repeats=self.cfg.share_repeats)
             if scale is not None:
-                out = out * scale[:, None]
+                out = np.multiply(out, scale[:, None], out=out if out.dtype == np.float64 else None)
         for w in caught:
             if issubclass(w.category, opu.SaturationWarning):
                 self.saturation_warnings += 1

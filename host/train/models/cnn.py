@@ -49,10 +49,7 @@ class ConvNet:
     n_classes: int = 10
     activation: str = "relu"
     kernel_size: int = 3
-    conv_points: bool = True  # False: one feedback point, after the dense layer (conv blocks get no signal)
-    conv_points: bool = (
-        True  # False: a feedback point after the dense layer only (conv blocks get no DFA signal)
-    )
+    conv_points: bool = True  # False: one point, after the dense layer (conv blocks get no DFA signal)
 
     def _std(self, fan_in: int) -> float:
         return math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
