@@ -3,8 +3,10 @@
 Fashion-MNIST, the MLP of bench/dfa.py (784-800-800-10 tanh, Adam), delta = 1e-5, the realistic
 simulated device (``drivers.connect("sim")``, anchor scheme, every sample its own frames so the
 certified device noise is credited). Runs: digital DFA without privacy (``acc_dfa_nonprivate``), optical
-DFA at epsilon = 1, 3, 8 (``acc_pdfa_eps*``; per-epoch composition of shuffled disjoint batches, RDP
-accountant; the device's certified noise topped up with host Gaussian noise), and one audited run
+DFA at epsilon = 1, 3, 8 (``acc_pdfa_eps*``; per-epoch composition of shuffled disjoint batches, the
+PLD accountant deciding (``--accountant``; RDP reported beside it); the device's certified noise
+topped up with host Gaussian noise; a cosine learning-rate decay, the output layer's error released
+with top_scale 2, the hidden layers' steps scaled by 0.01: docs/privacy.md says why), and one audited run
 (Steinke et al. one-run audit, m canaries) reporting ``audit_eps_lower`` next to ``audit_eps``. Also:
 the mechanism of the epsilon = 3 run in figures (``eps_eps3``, ``z_eps3``, ``compositions_eps3``,
 ``q_eps3``, ``eps_rdp``/``eps_pld``), the library-vs-independent accountant difference
@@ -48,13 +50,15 @@ def _cfg(args, mode, privacy=None, epochs=None):
         batch_size=args.batch_size if privacy is not None else 128,
         epochs=epochs or (args.epochs if privacy is not None else args.nonprivate_epochs),
         lr=args.lr if privacy is not None else 1e-3, seed=0, device=args.device,
+        lr_schedule=args.lr_schedule if privacy is not None else "constant",
         max_train_samples=args.max_train_samples,
         feedback=FeedbackConfig(share_repeats=args.share_repeats), privacy=privacy)
 
 
 def _privacy(args, eps, canaries=0):
-    return PrivacyConfig(epsilon=eps, delta=DELTA, top_scale=args.top_scale,
-                         hidden_lr_scale=args.hidden_lr_scale, audit_canaries=canaries)
+    return PrivacyConfig(epsilon=eps, delta=DELTA, top_scale=args.top_scale, accountant=args.accountant,
+                         hidden_lr_scale=args.hidden_lr_scale, sensitivity_repeats=args.sensitivity_repeats,
+                         audit_canaries=canaries)
 
 
 def _noise_check(args) -> dict:
@@ -79,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nonprivate-epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=4096, help="batch of the private runs")
     ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the private runs")
-    ap.add_argument("--top-scale", type=float, default=0.5)
-    ap.add_argument("--hidden-lr-scale", type=float, default=0.1)
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
+                    help="of the private runs (post-processing: no privacy cost)")
+    ap.add_argument("--accountant", choices=["rdp", "pld"], default="pld",
+                    help="the accountant that plans the private runs and stops them (both are reported)")
+    ap.add_argument("--top-scale", type=float, default=2.0)
+    ap.add_argument("--hidden-lr-scale", type=float, default=0.01)
+    ap.add_argument("--sensitivity-repeats", type=int, default=32,
+                    help="optical: projections per unit vector for the sensitivity bound (fewer: a "
+                         "looser bound, more noise)")
     ap.add_argument("--canaries", type=int, default=1000)
     ap.add_argument("--audit-epsilon", type=float, default=8.0)
     ap.add_argument("--noise-repeats", type=int, default=64)
@@ -106,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/privacy.py: skipped: {err}", file=sys.stderr)
         return 0
     t_all = time.perf_counter()
-    out: dict = {"setup": {k: getattr(args, k) for k in ("quick", "epochs", "nonprivate_epochs", "batch_size",
-                                                          "lr", "top_scale", "hidden_lr_scale", "canaries",
-                                                          "audit_epsilon", "max_train_samples", "device")}}
+    setup_keys = ("quick", "epochs", "nonprivate_epochs", "batch_size", "lr", "lr_schedule", "accountant",
+                  "top_scale", "hidden_lr_scale", "sensitivity_repeats", "canaries", "audit_epsilon",
+                  "max_train_samples", "device")
+    out: dict = {"setup": {k: getattr(args, k) for k in setup_keys}}
     out["setup"].update({"dataset": "fashion-mnist", "model": "784-800-800-10 tanh", "delta": DELTA,
                          "composition": "epoch (shuffled disjoint batches, no amplification)",
-                         "aggregation": "batch", "neighbouring": "replace_one", "accountant": "rdp",
+                         "aggregation": "batch", "neighbouring": "replace_one",
                          "noise_source": "host Gaussian only (shared frames: device noise not credited)"
                          if args.share_repeats else "device certified floor + host Gaussian top-up",
                          "share_repeats": args.share_repeats,

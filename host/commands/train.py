@@ -75,6 +75,8 @@ def register_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: the learning rate decays to 0 over the run (useful for private runs)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on all parameters")
     p.add_argument("--pfa-k", type=int, default=10, help="pfa: B is N_out x k N_out")
@@ -173,6 +175,7 @@ def train_config(args: argparse.Namespace):
         optical_outputs=args.optical_outputs, surrogate_seed=args.surrogate_seed,
         init_from=args.init_from,
         batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+        lr_schedule=args.lr_schedule,
         momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,
         feedback=feedback_config(args),
         privacy=privacy_config(args),

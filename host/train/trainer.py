@@ -80,6 +80,9 @@ class TrainConfig(BaseModel):
     epochs: int = Field(10, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: lr decays to 0 over the run's steps (a private run's last "
+                                "iterates then carry less of the injected noise)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradients (coupled)")
     seed: int = Field(0, ge=0)
@@ -135,8 +138,13 @@ class TrainResult:
         return self.metrics[-1]
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    opt = optax.adam(cfg.lr) if cfg.optimizer == "adam" else optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+def make_optimizer(cfg: TrainConfig, total_steps: int = 1) -> optax.GradientTransformation:
+    """The run's optimizer; ``total_steps`` (epochs x steps per epoch) sets the length of a cosine
+    schedule (the optimizer state's structure does not depend on it)."""
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.lr, max(1, int(total_steps)))
+    opt = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
     if cfg.weight_decay > 0:  # L2 penalty on every parameter, added to the (BP, DFA or PFA) gradient
         opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
     return opt
@@ -200,7 +208,7 @@ def train(
         from host.robust.finetune import load_backbone
 
         params = load_backbone(cfg.init_from, params)
-    opt = make_optimizer(cfg)
+    opt = make_optimizer(cfg, cfg.epochs * task.n_steps)
     if cfg.privacy is not None and cfg.privacy.hidden_lr_scale != 1.0:  # [privacy seam] slow hidden layers
         last = len(params) - 1
         hidden_mask = [jax.tree_util.tree_map(lambda _, h=(j < last): h, p) for j, p in enumerate(params)]
