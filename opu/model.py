@@ -76,10 +76,10 @@ def _intensity_dense(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
 def _intensity_dense_host(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """|x W|^2 with numpy's BLAS: x (b, n) float32, w (n, 2m) float32 -> (b, m) float32.
 
-    On a CPU backend the GEMM is the whole cost of a frame, and the host BLAS (OpenBLAS, with kernels
-    per micro-architecture chosen at run time) is as fast as XLA's or faster on every x86 and ARM
-    CPU we measured (docs/physics.md); it also needs no compilation per batch shape. The squares are
-    taken in place, in the GEMM's own output.
+    On a CPU backend the GEMM is the whole cost of a frame; the host BLAS (OpenBLAS, whose kernels
+    are chosen per micro-architecture at run time) was faster than XLA's GEMM on the machine
+    measured (docs/physics.md) and needs no compilation per batch shape. The squares are taken in
+    place, in the GEMM's own output (the result is a strided view of it).
     """
     f = x @ w
     m = f.shape[1] // 2
