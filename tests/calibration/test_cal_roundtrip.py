@@ -81,3 +81,19 @@ def test_calibrated_prnu_and_dsnu_match_the_configuration(calibrated, name):
     # DN and electrons: the same map; the 0 DN floor narrows the spread a little (docs/calibration.md)
     assert_consistent(dsnu_dn, k * c.dsnu_e, rel=0.15, what=f"DSNU (DN) of {name}")
     assert_consistent(d.dsnu_e, c.dsnu_e, rel=0.15, what=f"DSNU (e-) of {name}")
+
+
+@pytest.mark.parametrize("name", list(GRID))
+def test_twin_camera_gain_and_dark_figures_are_the_devices(calibrated, name):
+    """The twin's camera at the device's own analog gain: its base gain times 10^(gain/20) is the
+    configured system gain (a twin of a device calibrated at 6 dB would be off 4x if the gain were
+    applied the wrong way), and its dark figures are the configured ones."""
+    from host.calibration import build_twin
+
+    cfg, rep, _ = calibrated(name)
+    c, t = cfg.camera, build_twin(rep).camera
+    assert t.analog_gain_db == c.analog_gain_db
+    assert t.gain_dn_per_e == pytest.approx(c.gain_dn_per_e, rel=0.03)
+    assert t.gain_dn_per_e * 10 ** (t.analog_gain_db / 20) == pytest.approx(c.system_gain_dn_per_e, rel=0.03)
+    assert t.black_level_dn == pytest.approx(c.black_level_dn, abs=0.3)
+    assert t.read_noise_e == pytest.approx(c.read_noise_e, rel=0.10)
