@@ -72,7 +72,8 @@ class TrainConfig(BaseModel):
     channels: tuple[int, ...] = Field((32, 64), description="cnn: channels of the conv blocks")
     dense_width: int = Field(128, ge=1, description="cnn: width of the dense layer")
     cnn_feedback: Literal["blocks", "dense"] = Field(
-        "blocks", description="cnn: feedback points after every block, or after the dense layer only")
+        "blocks", description="cnn: feedback points after every block, or after the dense layer only "
+                              "(the conv blocks then get that point's signal backpropagated through it)")
     gcn_hidden: int = Field(16, ge=1, description="gcn: hidden units")
     graph_steps_per_epoch: int = Field(10, ge=1, description="gcn: full-batch steps per epoch")
     activation: Literal["tanh", "relu"] | None = Field(None, description="None: tanh (mlp, cnn), relu (gcn)")

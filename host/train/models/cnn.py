@@ -49,7 +49,9 @@ class ConvNet:
     n_classes: int = 10
     activation: str = "relu"
     kernel_size: int = 3
-    conv_points: bool = True  # False: one point, after the dense layer (conv blocks get no DFA signal)
+    # False: one point, after the dense layer; the conv blocks then learn by autodiff of that point's
+    # DFA signal through the dense layer (BP below the point, no point below to stop it)
+    conv_points: bool = True
 
     def _std(self, fan_in: int) -> float:
         return math.sqrt((2.0 if self.activation == "relu" else 1.0) / fan_in)
