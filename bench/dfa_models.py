@@ -3,12 +3,15 @@
 Same seed (0) for every mode; optical-dfa on the realistic default device through
 ``drivers.connect("sim")`` (or ``--device``), auto-exposure, ternarized error, shared patterns.
 
-* Conv net (``--model cnn``): conv(32)-pool-conv(64)-pool-dense(128)-out, feedback points after
-  each block (``--cnn-feedback dense``: after the dense layer only); Fashion-MNIST, batch 128, Adam 1e-3,
+* Conv net (``--model cnn``): conv(32)-pool-conv(64)-pool-dense(128)-out, one feedback point after
+  the dense layer (``--cnn-feedback dense``, the default here: the conv blocks learn from its signal
+  backpropagated through the dense layer; ``blocks``: a point after every block, pure DFA, which
+  meets the conv bottleneck: BENCHMARKS.md); Fashion-MNIST, batch 128, Adam 1e-3,
   10 epochs; modes bp, dfa, optical-dfa, pfa (SGD 0.01, momentum 0.9), shallow; tanh (--cnn-activation).
   ``cnn_step_time_ratio`` = median step time of optical-dfa / bp (epochs 2.., compilation excluded;
   the first epoch when only one is run).
-* GCN (``--model gcn``): 2 layers, 16 hidden, relu, full batch, Adam 0.01, weight decay 5e-4, 20 epochs of
+* GCN (``--model gcn``): 2 layers, 16 hidden (Kipf-Welling; ``--gcn-hidden``), relu, full batch,
+  Adam 0.01, weight decay 5e-4, 20 epochs of
   10 steps; on the embedded CSBM (``gcn_*``) and on Cora when ``cora.content``/``cora.cites`` are found in
   ``--data-dir`` (``cora_*``, 25 epochs); modes bp, dfa, optical-dfa, shallow.
 
@@ -82,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("cnn", "gcn"), default=None)
     ap.add_argument("--cnn-epochs", type=int, default=None)
     ap.add_argument("--cnn-max-train-samples", type=int, default=None)
-    ap.add_argument("--cnn-feedback", choices=("blocks", "dense"), default="blocks")
+    ap.add_argument("--cnn-feedback", choices=("blocks", "dense"), default="dense")
     ap.add_argument("--cnn-activation", choices=("relu", "tanh"), default="tanh")
     ap.add_argument("--cnn-modes", default=",".join(CNN_MODES))
     ap.add_argument("--gcn-modes", default=",".join(GCN_MODES))
+    ap.add_argument("--gcn-hidden", type=int, default=16, help="hidden units of the GCN (Kipf-Welling's 16)")
     ap.add_argument(
         "--data-dir", default=None, help="Fashion-MNIST IDX files and/or cora.content, cora.cites"
     )
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 "feedback": args.cnn_feedback,
             },
             "gcn": {
-                "hidden": 16,
+                "hidden": args.gcn_hidden,
                 "optimizer": "adam 1e-2",
                 "weight_decay": 5e-4,
                 "steps_per_epoch": 10,
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                         weight_decay=5e-4,
                         seed=0,
                         device=args.device,
+                        gcn_hidden=args.gcn_hidden,
                     )
                     runs[mode] = _run(cfg, tmp / f"{prefix}_{mode}")
                 _summarize(prefix, runs, out)
