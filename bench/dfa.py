@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
+from bench.runs import run_summary  # noqa: E402
 from host.train import DatasetError, FeedbackConfig, TrainConfig, load_dataset, train  # noqa: E402
 
 MODES = ("bp", "dfa", "optical-dfa", "shallow")
@@ -122,20 +123,7 @@ def _run(mode: str, seed: int, args, workdir: Path) -> dict:
                       feedback=FeedbackConfig(share_repeats=args.share_repeats))
     t0 = time.perf_counter()
     res = train(cfg, workdir, progress=False, log=lambda s: print(f"[{mode} seed {seed}] {s}", flush=True))
-    wall = time.perf_counter() - t0
-    steps = [r["step_time_ms"] for r in res.metrics]
-    f = res.final
-    return {
-        "test_accuracy": f["test_accuracy"],
-        "alignment": f["alignment"],
-        "step_time_ms": statistics.median(steps[1:] if len(steps) > 1 else steps),
-        "frames": sum(r["frames"] for r in res.metrics),
-        "device_time_s": sum(r["device_time_s"] for r in res.metrics),
-        "saturation_warnings": sum(r["saturation_warnings"] for r in res.metrics),
-        "exposure": res.exposure,
-        "wall_s": wall,
-        "curve": [r["test_accuracy"] for r in res.metrics],
-    }
+    return run_summary(res, time.perf_counter() - t0)
 
 
 def _summary(per_seed: dict[int, dict], seeds: list[int]) -> dict:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
+from bench.runs import run_summary  # noqa: E402
 from host.train import DatasetError, TrainConfig, load_dataset, train  # noqa: E402
 from host.train.graphs import load_planetoid  # noqa: E402
 
@@ -53,21 +53,7 @@ GOALS = {"cnn_acc_bp": 91.0, "cnn_acc_dfa": 88.5, "cnn_acc_pfa": 90.0, "cnn_step
 def _run(cfg: TrainConfig, out: Path) -> dict:
     t0 = time.perf_counter()
     res = train(cfg, out, progress=False, log=lambda s: print(f"[{cfg.model} {cfg.mode}] {s}", flush=True))
-    steps = [r["step_time_ms"] for r in res.metrics]
-    f = res.final
-    return {
-        "test_accuracy": f["test_accuracy"],
-        "val_accuracy": f.get("val_accuracy"),
-        "alignment": f["alignment"],
-        "step_time_ms": statistics.median(steps[1:] if len(steps) > 1 else steps),
-        "frames": sum(r["frames"] for r in res.metrics),
-        "device_time_s": sum(r["device_time_s"] for r in res.metrics),
-        "saturation_warnings": sum(r["saturation_warnings"] for r in res.metrics),
-        "exposure": res.exposure,
-        "wall_s": time.perf_counter() - t0,
-        "curve": [r["test_accuracy"] for r in res.metrics],
-        "feedback_points": res.points,
-    }
+    return {**run_summary(res, time.perf_counter() - t0), "feedback_points": res.points}
 
 
 def _summarize(prefix: str, runs: dict[str, dict], out: dict) -> None:

@@ -229,6 +229,10 @@ def evaluate(
 def _attack_eps(cfg, rep, eps, x, y, bp, opu, pr, steps, log) -> None:
     att, seed = cfg.attacks, cfg.seed
     x_bp_pgd = None
+
+    def pgd_accuracy(t) -> float:  # white-box PGD through the attacker's surrogate t
+        return atk.accuracy(t, atk.chunked(atk.pgd, t, x, y, eps, steps=steps, seed=seed), y)
+
     if "fgsm" in att:
         rep.put("bp", "fgsm", eps, atk.accuracy(bp, atk.chunked(atk.fgsm, bp, x, y, eps), y))
         for k, t in opu.items():
@@ -238,21 +242,11 @@ def _attack_eps(cfg, rep, eps, x, y, bp, opu, pr, steps, log) -> None:
         rep.put("bp", "pgd", eps, atk.accuracy(bp, x_bp_pgd, y))
     if "pgd" in att:
         for k, t in opu.items():
-            rep.put(
-                "opu",
-                f"pgd_{k}",
-                eps,
-                atk.accuracy(t, atk.chunked(atk.pgd, t, x, y, eps, steps=steps, seed=seed), y),
-            )
+            rep.put("opu", f"pgd_{k}", eps, pgd_accuracy(t))
     if "transfer" in att:
         rep.put("opu", "transfer", eps, atk.accuracy(opu["random"], x_bp_pgd, y))
     for s_, t in pr.items():
-        rep.put(
-            "opu",
-            f"pr_S{s_}",
-            eps,
-            atk.accuracy(t, atk.chunked(atk.pgd, t, x, y, eps, steps=steps, seed=seed), y),
-        )
+        rep.put("opu", f"pr_S{s_}", eps, pgd_accuracy(t))
     if "square" in att:
         for who, t in (("bp", bp), ("opu", opu["random"])):
             xa = atk.chunked(atk.square, t, x, y, eps, max_queries=cfg.square_queries, seed=seed)
