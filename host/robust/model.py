@@ -1,6 +1,7 @@
 """``cnn-opu``: conv backbone -> dense -> feedback point -> optical layer -> dense readout -> logits.
 
-    h   = relu(dense(convs(x)))            (b, n)   feedback point "dense" (DFA signal enters here)
+    h   = f(dense(convs(x)))               (b, n)   feedback point "dense" (DFA signal enters here;
+                                                    also after each conv block with --cnn-feedback blocks)
     y   = optical(h)                       (b, m)   measured on the device, outside jit
     out = y W_out + b_out                  (b, C)   true gradients (autodiff from the loss)
 
@@ -22,10 +23,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from host.train.models.cnn import ConvNet, conv2d, max_pool
-from host.train.models.mlp import ACTIVATIONS
+from host.train.models.cnn import ConvNet
 from host.train.pfa import linear
-from host.train.points import feedback_point
 
 from .optical import Surrogate, with_surrogate
 
@@ -60,19 +59,9 @@ class ConvOpticalNet:
         return params
 
     def features(self, params: dict, x: jnp.ndarray) -> jnp.ndarray:
-        """h (b, n): the optical layer's input (after the dense layer's nonlinearity and its point)."""
-        bb = self.backbone
-        f = ACTIVATIONS[bb.activation]
-        h = x.reshape(x.shape[0], *bb.image_shape, 1)
-        for i in range(len(bb.channels)):
-            p = params[f"conv{i + 1}"]
-            h = feedback_point(
-                max_pool(f(linear(conv2d, h, p["w"], f"conv{i + 1}") + p["b"])), f"conv{i + 1}"
-            )
-        h = h.reshape(h.shape[0], -1)
-        return feedback_point(
-            f(linear(jnp.matmul, h, params["dense"]["w"], "dense") + params["dense"]["b"]), "dense"
-        )
+        """h (b, n): the optical layer's input (after the dense layer's nonlinearity and its point;
+        points after the conv blocks too when ``backbone.conv_points``)."""
+        return self.backbone.features(params, x)
 
     def head(self, params: dict, y: jnp.ndarray) -> jnp.ndarray:
         """Logits (b, C) of the optical output y (b, m)."""

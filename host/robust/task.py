@@ -83,7 +83,8 @@ def build_optical_task(cfg, data) -> OpticalImageTask:
         )
     if data.image_shape is None:
         raise TaskError(f"--model cnn-opu needs images; dataset {cfg.dataset!r} has none")
-    backbone = cnn(data.image_shape, data.n_classes, cfg.channels, cfg.dense_width, cfg.act)
+    backbone = cnn(data.image_shape, data.n_classes, cfg.channels, cfg.dense_width, cfg.act,
+                   conv_points=cfg.cnn_feedback == "blocks")
     s = surrogate("random", backbone.dense_width, cfg.optical_outputs, seed=cfg.surrogate_seed)
     model = ConvOpticalNet(backbone, int(cfg.optical_outputs), s)
     return OpticalImageTask(data, model, cfg.batch_size, cfg.alignment_batch)

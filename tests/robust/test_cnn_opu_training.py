@@ -60,3 +60,16 @@ def test_init_from_copies_the_backbone_and_keeps_a_fresh_readout(runs):
 def test_cnn_opu_refuses_optical_dfa(tmp_path):
     with pytest.raises(TrainingError, match="--mode bp or dfa"):
         train(TrainConfig(mode="optical-dfa", model="cnn-opu", epochs=1, **TINY), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("placement, names", [("blocks", ("conv1", "dense")), ("dense", ("dense",))])
+def test_cnn_opu_points_follow_cnn_feedback(placement, names):
+    import jax
+
+    from host.train.points import discover_points
+    from host.train.tasks import build_task
+
+    task = build_task(TrainConfig(mode="dfa", model="cnn-opu", cnn_feedback=placement, **TINY))
+    x = task.example().inputs
+    layout = discover_points(task.model.apply, task.model.init(jax.random.PRNGKey(0)), x)
+    assert layout.names == names and layout.sizes[-1] == 16

@@ -100,6 +100,41 @@ def test_discovery_of_conv_and_graph_points():
     assert lg.names == ("gcn1",) and lg.sizes == (16,)
 
 
+def test_dense_only_point_backpropagates_its_signal_into_the_conv_blocks():
+    """``--cnn-feedback dense``: one point; the conv blocks get its DFA signal through the dense layer."""
+    net = cnn((8, 8), 3, channels=(2,), dense_width=5, activation="tanh", conv_points=False)
+    p = net.init(jax.random.PRNGKey(7))
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.random((B, 64)), jnp.float32)
+    batch = Batch(x, jnp.asarray(rng.integers(0, 3, B), jnp.int32), jnp.ones((B,), jnp.float32))
+    layout = discover_points(net.apply, p, x)
+    assert layout.names == ("dense",) and layout.sizes == (5,)
+    steps = Steps(net.apply, optax.sgd(1.0), layout, scales=(0.5,))
+    _, _, e, wsum, vjp = steps.forward_error(p, batch)
+    fb = jnp.asarray(rng.normal(size=(B, 5)), jnp.float32)
+    new, _ = steps.dfa_step(p, optax.sgd(1.0).init(p), vjp, e, wsum, fb)
+
+    def dense_out(q):  # the same network written out with lax (independent of the model's code)
+        h = jax.lax.conv_general_dilated(
+            x.reshape(B, 8, 8, 1), q["conv1"]["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        h = jnp.tanh(h + q["conv1"]["b"])
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        return jnp.tanh(h.reshape(B, -1) @ q["dense"]["w"] + q["dense"]["b"])
+
+    # DFA: the block below the point descends <0.5 fb / B, h_dense>, autodiff doing the rest
+    expected = jax.grad(lambda q: jnp.sum(dense_out(q) * 0.5 * fb / B))(p)
+    for layer in ("conv1", "dense"):
+        for k in ("w", "b"):
+            np.testing.assert_allclose(
+                np.asarray(p[layer][k]) - np.asarray(new[layer][k]),
+                np.asarray(expected[layer][k]),
+                atol=1e-6,
+                err_msg=f"{layer}.{k}",
+            )
+    assert float(jnp.abs(expected["conv1"]["w"]).max()) > 1e-4  # the conv block does get a signal
+
+
 def test_shape_errors_are_typed():
     p, batch = _params(), _batch()
     layout = discover_points(_model, p, batch.inputs)

@@ -87,6 +87,11 @@ class ConvNet:
 
     def apply(self, params: dict, x: jnp.ndarray) -> jnp.ndarray:
         """Logits (b, C) of flattened images x (b, H*W)."""
+        h = self.features(params, x)
+        return linear(jnp.matmul, h, params["out"]["w"], "out") + params["out"]["b"]
+
+    def features(self, params: dict, x: jnp.ndarray) -> jnp.ndarray:
+        """The dense layer's output (b, dense_width) of images x (b, H*W), after its feedback point."""
         f = ACTIVATIONS[self.activation]
         h = x.reshape(x.shape[0], *self.image_shape, 1)
         for i in range(len(self.channels)):
@@ -95,10 +100,9 @@ class ConvNet:
             if self.conv_points:
                 h = feedback_point(h, f"conv{i + 1}")
         h = h.reshape(h.shape[0], -1)
-        h = feedback_point(
+        return feedback_point(
             f(linear(jnp.matmul, h, params["dense"]["w"], "dense") + params["dense"]["b"]), "dense"
         )
-        return linear(jnp.matmul, h, params["out"]["w"], "out") + params["out"]["b"]
 
 
 def cnn(
