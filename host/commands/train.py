@@ -5,6 +5,8 @@
     opu train --model cnn --mode dfa --dataset fashion-mnist --out runs/cnn_dfa
     opu train --model cnn-opu --mode dfa --dataset fashion-mnist --input-scale pixels \
         --init-from runs/cnn_bp --out runs/cnn_opu      # ROPUST: the optical layer in the forward path
+    opu train --model cnn --mode bp --dataset fashion-mnist --input-scale pixels \
+        --adv-train-eps 0.1 --out runs/cnn_pgdat        # PGD adversarial training (a robust backbone)
     opu train --model gcn --mode optical-dfa --dataset csbm --lr 0.01 --weight-decay 5e-4 --out runs/gcn
     opu train --model transformer --dataset pystdlib --mode optical-dfa --steps 2000 --out runs/lm  # host/lm
 
@@ -91,6 +93,9 @@ def register_training_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--surrogate-seed", type=int, default=0, help="cnn-opu: seed of the backward matrix")
     r.add_argument("--init-from", default=None,
                    help="cnn-opu: a --model cnn run directory whose weights start the backbone (ROPUST)")
+    r.add_argument("--adv-train-eps", type=float, default=None,
+                   help="PGD adversarial training (mlp, cnn; --input-scale pixels): L-inf radius")
+    r.add_argument("--adv-train-steps", type=int, default=7, help="PGD adversarial training: steps")
     g = p.add_argument_group("feedback (dfa, optical-dfa)")
     g.add_argument("--normalization", choices=("none", "fan_in", "fan_out"), default="fan_in")
     g.add_argument("--encoding", choices=("ternary", "bitplanes"), default="ternary",
@@ -173,7 +178,7 @@ def train_config(args: argparse.Namespace):
         graph_steps_per_epoch=args.graph_steps_per_epoch, weight_decay=args.weight_decay,
         pfa_k=args.pfa_k, pfa_decay=args.pfa_decay, input_scale=args.input_scale,
         optical_outputs=args.optical_outputs, surrogate_seed=args.surrogate_seed,
-        init_from=args.init_from,
+        init_from=args.init_from, adv_train_eps=args.adv_train_eps, adv_train_steps=args.adv_train_steps,
         batch_size=args.batch_size, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
         lr_schedule=args.lr_schedule,
         momentum=args.momentum, seed=args.seed, device=args.device, alignment_batch=args.alignment_batch,

@@ -122,6 +122,11 @@ class GraphTask:
 
 def build_task(cfg) -> ImageTask | GraphTask:
     """The task of a :class:`~host.train.trainer.TrainConfig` (model + data)."""
+    if cfg.adv_train_eps is not None and cfg.model not in ("mlp", "cnn"):
+        raise TaskError(
+            f"--adv-train-eps trains --model mlp or cnn (PGD needs the model's true input gradient); "
+            f"got --model {cfg.model}"
+        )
     if cfg.model == "gcn":
         if cfg.dataset not in GRAPH_DATASETS:
             raise TaskError(
@@ -149,4 +154,9 @@ def build_task(cfg) -> ImageTask | GraphTask:
                     conv_points=cfg.cnn_feedback == "blocks")
     else:
         model = mlp(cfg.hidden, data.n_classes, cfg.act)
-    return ImageTask(data, model, cfg.batch_size, cfg.alignment_batch)
+    task = ImageTask(data, model, cfg.batch_size, cfg.alignment_batch)
+    if cfg.adv_train_eps is not None:  # issue 13: PGD adversarial training (host/robust)
+        from host.robust.adversarial import adversarial_task
+
+        return adversarial_task(task, cfg)
+    return task

@@ -101,6 +101,9 @@ class TrainConfig(BaseModel):
     surrogate_seed: int = Field(0, ge=0, description="cnn-opu: seed of the defender's backward matrix")
     init_from: str | None = Field(None, description="cnn-opu: a cnn run directory whose conv and dense "
                                                     "weights initialise the backbone (ROPUST fine-tuning)")
+    adv_train_eps: float | None = Field(None, gt=0, le=1, description="PGD adversarial training (mlp, "
+                                        "cnn; pixels): L-inf radius of the training examples; None: clean")
+    adv_train_steps: int = Field(7, ge=1, description="PGD adversarial training: attack steps per batch")
 
     @property
     def act(self) -> str:
