@@ -14,7 +14,14 @@ Writes bench/results/robustness.json (``--quick``: robustness_quick.json) with `
 ``square_acc_opu``, ``hsj_acc_opu``, ``pr_attack_acc_opu`` (S = 20), ``worst_case_acc_opu`` (minimum over
 all attacks; goal >= pgd_acc_bp + 20 points) and ``sanity_checks_passed``. Accuracies in percent.
 
-Full configuration (GPU machine or patient CPU): 60000 training images, BP 10 epochs, fine-tuning 5
+Fine-tuning: Adam 1e-3, one feedback point after the dense layer (``--cnn-feedback dense``), m = 1024.
+``--backbone pgd-at`` (ROPUST's robust backbone): the conv net is trained with PGD adversarial
+training at eps = 0.1 (``--adv-train-eps``, 3 PGD steps a batch) before the optical layer goes in;
+writes robustness_pgdat.json with the same keys (``*_bp``: that adversarially trained net).
+``--backbone-epochs``, ``--fine-tune-epochs``, ``--n-samples``, ``--square-queries`` and
+``--hsj-samples`` shrink a configuration to a machine's budget (recorded in the JSON).
+
+Full configuration (GPU machine or patient CPU): 60000 training images, BP 10 epochs, fine-tuning 3
 epochs, 1000 attacked test images (HopSkipJump on 100), PGD 50 steps, Square 1000 queries, S in
 {5, 10, 20}. ``--quick`` (shared CPU): 10000 training images, 2 + 1 epochs, 100 test images (HSJ on
 10), Square 100 queries, HSJ 3 iterations, S in {5, 20}.
@@ -23,9 +30,11 @@ epochs, 1000 attacked test images (HopSkipJump on 100), PGD 50 steps, Square 100
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -34,9 +43,11 @@ from host.train.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPS = 0.1
+#: PGD steps per training batch of the pgd-at backbone (each step costs about one BP step)
+PGD_AT_STEPS = 3
 
 
-def configs(quick: bool, data_dir: str | None):
+def configs(quick: bool, data_dir: str | None, backbone: str = "bp"):
     common = dict(
         dataset="fashion-mnist",
         data_dir=data_dir,
@@ -47,16 +58,14 @@ def configs(quick: bool, data_dir: str | None):
         seed=0,
         device="sim",
     )
+    # one feedback point, at the optical layer's input: the conv blocks learn from its DFA signal by
+    # backpropagation through the dense layer (with a point after every block the fine-tuning lost
+    # 1.3 points in one epoch; BENCHMARKS.md)
+    fine_tune = dict(optical_outputs=1024, lr=1e-3, cnn_feedback="dense")
     if quick:
         bp = TrainConfig(mode="bp", model="cnn", epochs=2, max_train_samples=10000, **common)
         opu = TrainConfig(
-            mode="dfa",
-            model="cnn-opu",
-            epochs=1,
-            max_train_samples=10000,
-            optical_outputs=1024,
-            lr=3e-4,
-            **common,
+            mode="dfa", model="cnn-opu", epochs=1, max_train_samples=10000, **fine_tune, **common
         )
         ev = EvalConfig(
             n_samples=100,
@@ -69,8 +78,10 @@ def configs(quick: bool, data_dir: str | None):
         )
     else:
         bp = TrainConfig(mode="bp", model="cnn", epochs=10, **common)
-        opu = TrainConfig(mode="dfa", model="cnn-opu", epochs=5, optical_outputs=1024, lr=3e-4, **common)
+        opu = TrainConfig(mode="dfa", model="cnn-opu", epochs=3, **fine_tune, **common)
         ev = EvalConfig()
+    if backbone == "pgd-at":  # ROPUST's robust backbone: PGD adversarial training at the attacked eps
+        bp = bp.model_copy(update={"adv_train_eps": EPS, "adv_train_steps": PGD_AT_STEPS})
     return bp, opu, ev
 
 
@@ -79,12 +90,34 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shared-CPU configuration (see the docstring)")
     ap.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files (default: Debian's package)")
     ap.add_argument("--work", default=None, help="run directories (default: bench/results/robustness_runs)")
+    ap.add_argument(
+        "--backbone",
+        choices=("bp", "pgd-at"),
+        default="bp",
+        help="the conv net the optical layer is inserted into: plain BP, or PGD adversarial "
+        "training (ROPUST's robust backbone; writes robustness_pgdat*.json)",
+    )
+    ap.add_argument("--backbone-epochs", type=int, default=None, help="override the backbone's epochs")
+    ap.add_argument("--fine-tune-epochs", type=int, default=None, help="override the fine-tuning's epochs")
+    ap.add_argument("--n-samples", type=int, default=None, help="override the attacked test images")
+    ap.add_argument("--square-queries", type=int, default=None, help="override Square's query budget")
+    ap.add_argument("--hsj-samples", type=int, default=None, help="override HopSkipJump's images")
     args = ap.parse_args()
-    name = "robustness_quick" if args.quick else "robustness"
+    name = "robustness" + ("_pgdat" if args.backbone == "pgd-at" else "") + ("_quick" if args.quick else "")
     work = Path(args.work or ROOT / "bench" / "results" / f"{name}_runs")
     if work.exists():
         shutil.rmtree(work)
-    bp_cfg, opu_cfg, ev = configs(args.quick, args.data_dir)
+    bp_cfg, opu_cfg, ev = configs(args.quick, args.data_dir, args.backbone)
+    if args.backbone_epochs:
+        bp_cfg = bp_cfg.model_copy(update={"epochs": args.backbone_epochs})
+    if args.fine_tune_epochs:
+        opu_cfg = opu_cfg.model_copy(update={"epochs": args.fine_tune_epochs})
+    overrides = {
+        "n_samples": args.n_samples,
+        "square_queries": args.square_queries,
+        "hsj_samples": args.hsj_samples,
+    }
+    ev = dataclasses.replace(ev, **{k: v for k, v in overrides.items() if v})
     t0 = time.perf_counter()
     train(bp_cfg, work / "cnn_bp", progress=False, log=print)
     opu_cfg = opu_cfg.model_copy(update={"init_from": str(work / "cnn_bp")})
@@ -97,6 +130,10 @@ def main() -> None:
     worst, worst_attack = worst_case(rep, EPS)
     res = {
         "config": "quick" if args.quick else "full",
+        "backbone": args.backbone,
+        "backbone_epochs": bp_cfg.epochs,
+        "fine_tune_epochs": opu_cfg.epochs,
+        "command": " ".join(["bench/robustness.py", *sys.argv[1:]]),
         "dataset": "fashion-mnist",
         "eps": EPS,
         "n_samples": rep["n_samples"],
