@@ -236,6 +236,22 @@ def report() -> dict:
     return out
 
 
+def keep_previous(res: dict, path: Path) -> dict:
+    """``res`` with each module that has no run here (no scratch directory: another machine, a fresh
+    clone) keeping its record from the previous results file, so one module's run never erases the
+    others' scores."""
+    if not path.is_file():
+        return res
+    prev = json.loads(path.read_text())
+    out = dict(res)
+    for key in TARGETS:
+        if res.get(f"status_{key}") == "not run" and prev.get(f"status_{key}", "not run") != "not run":
+            for k, v in prev.items():
+                if k.rsplit("_", 1)[-1] == key or k in (f"score_{key}_se",):
+                    out[k] = v
+    return out
+
+
 def markdown_rows(res: dict) -> str:
     """The BENCHMARKS.md table rows of a report."""
     rows = []
@@ -268,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         for key in args.module or list(TARGETS):
             run_module(key, args.max_children, args.sample, args.seed, args.rerun_survivors)
-    res = report()
+    res = keep_previous(report(), RESULTS)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     for k, v in res.items():
