@@ -60,7 +60,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "linear": ("opu/linear.py", ["tests/physics/test_phys_linear_contract.py",
                                  "tests/physics/test_phys_linear.py",
                                  "tests/physics/test_phys_projection_scale.py"]),
-    "calibration": ("host/calibration", ["tests/calibration/test_cal_edges.py",
+    "calibration": ("host/calibration", ["tests/calibration/test_cal_stats.py",
+                                         "tests/calibration/test_cal_units.py",
+                                         "tests/calibration/test_cal_plots.py",
+                                         "tests/calibration/test_cal_stages.py",
+                                         "tests/calibration/test_cal_edges.py",
                                          "tests/calibration/test_cal_roundtrip.py"]),
 }
 

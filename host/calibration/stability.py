@@ -64,11 +64,19 @@ def run_stability(s: Session, probe: Probe) -> StabilityResult:
         tau = fig(2 * tau_i, 2 * tau_i_se, "s", note="field decorrelation time: corr_I = A exp(-2t/tau)")
         tau_int = fig(tau_i, tau_i_se, "s")
     else:
-        drop = max(1.0 - (ratio_last - 2 * se[-1] / c0), 1e-6)
-        bound = t[-1] / -math.log(1.0 - drop) if drop < 1 else t[-1]
-        note = f"no decorrelation seen within {t[-1]:.0f} s of device time"
-        tau = fig(2 * bound, None, "s", bound="lower", note=note)
-        tau_int = fig(bound, None, "s", bound="lower", note=note)
+        # 95 % limits of c(t_last)/c0 = exp(-t_last/tau_i): each gives a bound on tau_i
+        lo = ratio_last - 2 * se[-1] / c0
+        hi = ratio_last + 2 * se[-1] / c0
+        if lo > 0:  # the correlation is still above lo: tau_i >= t_last / -ln(lo)
+            bound = t[-1] / -math.log(min(lo, 1.0 - 1e-6))
+            kind, note = "lower", f"no decorrelation seen within {t[-1]:.0f} s of device time"
+        elif hi < 1:  # decorrelated, but too few points for a fit: tau_i <= t_last / -ln(hi)
+            bound = t[-1] / -math.log(max(hi, 1e-300))
+            kind, note = "upper", f"decorrelated within {t[-1]:.3g} s, too few points for a fit"
+        else:  # the data bound nothing
+            bound, kind, note = 0.0, "lower", f"correlation at {t[-1]:.3g} s too uncertain for a bound"
+        tau = fig(2 * bound, None, "s", bound=kind, note=note)
+        tau_int = fig(bound, None, "s", bound=kind, note=note)
     return StabilityResult(times_s=t.tolist(), correlation=c.tolist(), correlation_se=se.tolist(),
                            repeat_correlation=c0, decorrelation_time_s=tau,
                            intensity_decorrelation_time_s=tau_int)

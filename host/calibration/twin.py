@@ -51,7 +51,9 @@ def build_twin(report: CalibrationReport, seed: int = 12345) -> opu.OPUConfig:
         dsnu_e=_val(dark.dsnu_e), bit_depth=int(st["bit_depth"]),
     )
     tau = report.stability.decorrelation_time_s if report.stability else None
-    tau_s = tau.value if tau is not None and tau.value is not None and tau.bound is None else None
+    tau_s = None  # a lower bound (no decay seen) leaves the medium static
+    if tau is not None and tau.value and tau.bound != "lower":
+        tau_s = tau.value * (0.5 if tau.bound == "upper" else 1.0)  # an upper bound enters at half
     medium = opu.MediumConfig(
         drift_time_constant_s=tau_s, drift_step_s=min(10.0, tau_s / 100) if tau_s else 1.0,
         speckle_grain_px=min(_val(ptc.speckle_grain_px), 16.0),
