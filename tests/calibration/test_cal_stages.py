@@ -439,6 +439,8 @@ def test_photon_transfer_figures_against_the_device_and_closed_forms(staged):
     assert_consistent(p.responsivity_e_per_mirror_us, QE * FLUX, n_se=4, rel=0.06, what="QE x flux")
     assert min(p.bin_count) >= 20
     assert np.all(np.diff(p.bin_signal_dn) > 0)
+    # the fit's offset carries its standard error (EMVA: sigma_y.dark^2 seen by the PTC fit)
+    assert p.ptc_offset_dn2.uncertainty is not None and p.ptc_offset_dn2.uncertainty > 0
 
 
 def test_photon_transfer_linearity_of_a_linear_camera(staged):
@@ -563,6 +565,7 @@ def test_linear_snr_schemes_exposures_and_frames(staged):
         ok = [i for i, sat in enumerate(sc.saturated) if not sat]
         best = max(ok, key=lambda i: sc.snr[i])
         assert sc.best_exposure_us == sc.exposures_us[best] and sc.snr_best.value == sc.snr[best]
+        assert sc.snr_best.note == ""  # a best exposure was found: no "every exposure saturated"
         # the SNR grows with the exposure while nothing clips (shot noise ~ signal)
         assert sc.snr[0] < sc.snr[best]
 
