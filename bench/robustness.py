@@ -14,7 +14,8 @@ Writes bench/results/robustness.json (``--quick``: robustness_quick.json) with `
 ``square_acc_opu``, ``hsj_acc_opu``, ``pr_attack_acc_opu`` (S = 20), ``worst_case_acc_opu`` (minimum over
 all attacks; goal >= pgd_acc_bp + 20 points) and ``sanity_checks_passed``. Accuracies in percent.
 ``natural_acc_*`` are on the whole test set (the trainer's last epoch), ``natural_acc_*_attacked`` on
-the attacked subset. ``--summarize-only`` recomputes the JSON from the finished runs in ``--work``.
+the attacked subset. ``--attack-only`` attacks the finished runs in ``--work`` again (another attack
+budget); ``--summarize-only`` recomputes the JSON from their last report.
 
 Fine-tuning: Adam 1e-3, one feedback point after the dense layer (``--cnn-feedback dense``), m = 1024.
 ``--backbone pgd-at`` (ROPUST's robust backbone): the conv net is trained with PGD adversarial
@@ -165,6 +166,11 @@ def main() -> None:
     ap.add_argument("--square-queries", type=int, default=None, help="override Square's query budget")
     ap.add_argument("--hsj-samples", type=int, default=None, help="override HopSkipJump's images")
     ap.add_argument(
+        "--attack-only",
+        action="store_true",
+        help="train nothing: attack the finished runs in --work (e.g. with a smaller attack budget)",
+    )
+    ap.add_argument(
         "--summarize-only",
         action="store_true",
         help="train and attack nothing: recompute the JSON from the finished runs in --work",
@@ -175,7 +181,7 @@ def main() -> None:
     if args.summarize_only:
         rep = json.loads((work / "cnn_opu" / ROBUSTNESS_JSON).read_text())
     else:
-        if work.exists():
+        if work.exists() and not args.attack_only:
             shutil.rmtree(work)
         bp_cfg, opu_cfg, ev = configs(args.quick, args.data_dir, args.backbone)
         if args.backbone_epochs:
@@ -188,9 +194,10 @@ def main() -> None:
             "hsj_samples": args.hsj_samples,
         }
         ev = dataclasses.replace(ev, **{k: v for k, v in overrides.items() if v})
-        train(bp_cfg, work / "cnn_bp", progress=False, log=print)
-        opu_cfg = opu_cfg.model_copy(update={"init_from": str(work / "cnn_bp")})
-        train(opu_cfg, work / "cnn_opu", progress=False, log=print)
+        if not args.attack_only:
+            train(bp_cfg, work / "cnn_bp", progress=False, log=print)
+            opu_cfg = opu_cfg.model_copy(update={"init_from": str(work / "cnn_bp")})
+            train(opu_cfg, work / "cnn_opu", progress=False, log=print)
         rep = evaluate(work / "cnn_opu", ev, out=work / "cnn_opu")
     res = summarize(rep, work, args.quick, args.backbone)
     out = ROOT / "bench" / "results" / f"{name}.json"
