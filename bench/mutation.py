@@ -250,9 +250,8 @@ def keep_previous(res: dict, path: Path) -> dict:
     out = dict(res)
     for key in TARGETS:
         if res.get(f"status_{key}") == "not run" and prev.get(f"status_{key}", "not run") != "not run":
-            for k, v in prev.items():
-                if k.rsplit("_", 1)[-1] == key or k in (f"score_{key}_se",):
-                    out[k] = v
+            names = (f"score_{key}", f"score_{key}_se", f"counts_{key}", f"status_{key}", f"surviving_{key}")
+            out.update({k: prev[k] for k in names if k in prev})
     return out
 
 

@@ -29,8 +29,7 @@ import optax
 from host.train.steps import Batch
 from host.train.tasks import ImageTask, TaskError
 
-#: PGD step size as a multiple of eps / steps (Madry et al. 2018)
-STEP_FACTOR = 2.5
+from .attacks import PGD_STEP_FACTOR
 
 
 def pgd_examples(
@@ -41,7 +40,7 @@ def pgd_examples(
     ``apply(params, x) -> logits (b, C)``; ``steps`` >= 1 sign-gradient steps of size 2.5 eps / steps
     from a uniform random start; every iterate is projected onto the eps-ball and the [0, 1] box.
     """
-    alpha = STEP_FACTOR * eps / steps
+    alpha = PGD_STEP_FACTOR * eps / steps
 
     def loss(xa):
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(apply(params, xa), y))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 ATTACKS = ("fgsm", "pgd", "transfer", "square", "hsj", "pr")
+#: PGD's default step size as a multiple of eps / steps (Madry et al. 2018); PGD training uses it too
+PGD_STEP_FACTOR = 2.5
 
 
 class AttackError(ValueError):
@@ -83,7 +85,7 @@ def pgd(
     x = _check(x, eps)
     if steps < 1:
         raise AttackError(f"PGD needs steps >= 1, got {steps}")
-    alpha = 2.5 * eps / steps if step_size is None else float(step_size)
+    alpha = PGD_STEP_FACTOR * eps / steps if step_size is None else float(step_size)
     rng = np.random.default_rng(seed)
     xa = project(x + rng.uniform(-eps, eps, x.shape), x, eps) if random_start else x.copy()
     for _ in range(steps):
