@@ -8,8 +8,9 @@ seeds (one seed's noise, ~0.2 points, no longer decides a goal). ``step_time_rat
 step time of optical-dfa over that of bp (epochs 2..10, so compilation is excluded), the median of
 the per-seed ratios, all in this one process on this machine (its CPU is recorded under ``machine``).
 
-The seeds run in one process, mode by mode: the dataset stays in the page cache and the device
-kernels compile once for all seeds (the simulator's compiled shapes do not depend on the seed).
+The runs share one process, seed by seed with the modes side by side (each seed's step ratio
+compares two runs made minutes apart): the dataset stays in the page cache and the device kernels
+compile once for all seeds (the simulator's compiled shapes do not depend on the seed).
 
     .venv/bin/python bench/dfa.py                 # the full benchmark (about 12 min on 2 quiet cores)
     .venv/bin/python bench/dfa.py --seeds 0       # one seed (about 4 min)
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs: dict[str, dict[int, dict]] = {m: {} for m in modes}
     with tempfile.TemporaryDirectory(prefix="bench_dfa_") as tmp:
-        for mode in modes:
-            for seed in seeds:
+        # seed by seed, the modes side by side: a slow spell of the machine then falls on the bp
+        # and the optical run of the same seed alike, not on all the runs of one mode
+        for seed in seeds:
+            for mode in modes:
                 runs[mode][seed] = _run(mode, seed, args, Path(tmp) / f"{mode}_{seed}")
     results = {m: _summary(r, seeds) for m, r in runs.items()}
     acc = {m: 100 * runs[m][seeds[0]]["test_accuracy"] for m in modes}

@@ -268,9 +268,11 @@ class Device(ABC):
         scheme: str = "anchor",
         precision: int = 8,
         share_repeats: bool = False,
+        dtype: Any = np.float64,
         **scheme_options: Any,
     ) -> np.ndarray:
-        """A x with A real i.i.d. N(0, 1) (m x n), from intensity frames (opu.linear).
+        """A x with A real i.i.d. N(0, 1) (m x n), from intensity frames (opu.linear): (b, m) or
+        (m,) float64, or float32 with ``dtype=np.float32`` (half the host memory traffic).
 
         ``x`` (b, n) or (n,) real: ternary values {-1, 0, 1} cost 4 frames per vector, other
         reals are bit-plane encoded (4 x ``precision`` frames per vector). The first call for a
@@ -283,8 +285,9 @@ class Device(ABC):
         a = np.asarray(x)
         if a.ndim not in (1, 2):
             raise opu.ShapeError(f"x must be (n,) or (batch, n), got shape {a.shape}")
+        dt = opu.projection_dtype(dtype)  # checked before anything is acquired
         proj = self.projector(a.shape[-1], scheme, precision, **scheme_options)
-        return proj.transform(a, share_repeats=share_repeats)
+        return proj.transform(a, share_repeats=share_repeats, dtype=dt)
 
     def recalibrate(self) -> None:
         """Repeat the linear calibrations (after drift, or a change made outside this object)."""

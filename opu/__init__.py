@@ -33,6 +33,7 @@ from .linear import (
     SaturationWarning,
     linear_transform,
     make_scheme,
+    projection_dtype,
 )
 from .medium import RecoveredMedium
 from .model import Simulator
@@ -64,6 +65,7 @@ __all__ = [
     "make_scheme",
     "noiseless",
     "pack_patterns",
+    "projection_dtype",
     "realistic",
     "ternarize",
     "thermometer_encode",

@@ -144,12 +144,15 @@ class LinearScheme(ABC):
     def _reference_lit_features(self) -> int:
         return int(self._reference_pattern().sum())
 
-    def project_binary(self, acquire: Acquire, x: np.ndarray, cal: LinearCalibration) -> np.ndarray:
-        """A x for binary x (b, n) bool: (b, m) float64."""
+    def project_binary(
+        self, acquire: Acquire, x: np.ndarray, cal: LinearCalibration, dtype: object = np.float64
+    ) -> np.ndarray:
+        """A x for binary x (b, n) bool: (b, m) float64 (or ``dtype``: float32 or float64)."""
+        dt = projection_dtype(dtype)
         x = self._check(x)
-        y = np.asarray(acquire(self._binary_patterns(x)), dtype=np.float64)
-        _warn_saturation(y, self.adc_max_dn)
-        cross = self._binary_cross(y, x.shape[0], cal.reference_dn)
+        raw = np.asarray(acquire(self._binary_patterns(x)))
+        _warn_saturation(raw, self.adc_max_dn)
+        cross = self._binary_cross(raw.astype(dt), x.shape[0], cal.reference_dn.astype(dt))
         return self._normalize(cross, cal, x.sum(axis=1))
 
     def project_signed(
@@ -159,15 +162,21 @@ class LinearScheme(ABC):
         neg: np.ndarray,
         cal: LinearCalibration,
         share_repeats: bool = False,
+        dtype: object = np.float64,
     ) -> np.ndarray:
-        """A (pos - neg) for disjoint binary (b, n) pos/neg: (b, m) float64.
+        """A (pos - neg) for disjoint binary (b, n) pos/neg: (b, m) float64 (or ``dtype``).
 
         Every part is acquired (``frames_per_binary`` frames each, 4 a vector), so each vector
         gets its own noise. With ``share_repeats`` each distinct binary pattern among all the
         parts (the all-zero one included) is acquired once and its cross term reused: fewer
         frames when parts repeat (e.g. one-hot errors), at the price of one shared noise draw
         for the vectors that repeat a part.
+
+        ``dtype`` (float32 or float64) is that of the arithmetic after the frames, not only of
+        the result: the frames are integers and their differences exact in either, and float32
+        halves the memory traffic of the optical DFA step's host work (issue 17).
         """
+        dt = projection_dtype(dtype)
         pos, neg = self._check(pos), self._check(neg)
         if pos.shape != neg.shape:
             raise ShapeError(f"pos {pos.shape} and neg {neg.shape} differ")
@@ -180,9 +189,9 @@ class LinearScheme(ABC):
             parts, which = _distinct_rows(parts)
         raw = np.asarray(acquire(self._binary_patterns(parts)))
         _warn_saturation(raw, self.adc_max_dn)  # on the frames' own dtype: one cheap pass
-        y = raw.astype(np.float64)
+        y = raw.astype(dt)
         # the reference term cancels in the difference: pass zeros
-        c = self._binary_cross(y, parts.shape[0], np.zeros_like(cal.reference_dn))
+        c = self._binary_cross(y, parts.shape[0], np.zeros(cal.reference_dn.shape, dtype=dt))
         if which is None:
             return self._normalize(c[:b] - c[b:], cal, pos.sum(axis=1) - neg.sum(axis=1))
         # sharing: normalise the k distinct parts, then take each vector's pos part minus its neg
@@ -192,8 +201,9 @@ class LinearScheme(ABC):
         return cn[which[:b]] - cn[which[b:]]
 
     def _normalize(self, cross: np.ndarray, cal: LinearCalibration, x_sum: np.ndarray) -> np.ndarray:
-        """Per-output normalisation to unit-variance A; ``x_sum`` (b,) = sum of each input."""
-        return cross * (cal.scale / np.sqrt(cal.reference_dn))[None, :]
+        """Per-output normalisation to unit-variance A; ``x_sum`` (b,) = sum of each input.
+        Computed in ``cross``'s dtype."""
+        return cross * (cal.scale / np.sqrt(cal.reference_dn)).astype(cross.dtype)[None, :]
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -279,8 +289,8 @@ class ComplementScheme(LinearScheme):
         # all-ones direction. Removing it leaves A with zero-mean Gaussian rows summing to zero
         # (variance 1 - 1/n, correlation -1/(n-1) within a row).
         out = super()._normalize(cross, cal, x_sum)
-        row_mean = cal.scale * np.sqrt(cal.reference_dn) / self.n_features
-        return out - np.asarray(x_sum, dtype=np.float64)[:, None] * row_mean[None, :]
+        row_mean = (cal.scale * np.sqrt(cal.reference_dn) / self.n_features).astype(out.dtype)
+        return out - np.asarray(x_sum, dtype=out.dtype)[:, None] * row_mean[None, :]
 
 
 SCHEMES: dict[str, type[LinearScheme]] = {"anchor": AnchorScheme, "complement": ComplementScheme}
@@ -302,8 +312,11 @@ def linear_transform(
     calibration: LinearCalibration,
     precision: int = 8,
     share_repeats: bool = False,
+    dtype: object = np.float64,
 ) -> np.ndarray:
-    """``A x`` for a real batch x (b, n) (or (n,)): (b, m) float64.
+    """``A x`` for a real batch x (b, n) (or (n,)): (b, m) float64, or ``dtype`` (float32 or
+    float64: the dtype of the arithmetic after the integer frames, see
+    :meth:`LinearScheme.project_signed`).
 
     Ternary input (all values in {-1, 0, 1}) is projected exactly with 4 frames per vector;
     any other real input is bit-plane encoded with ``precision`` bits per sign
@@ -311,6 +324,7 @@ def linear_transform(
     ``share_repeats``: acquire each distinct binary part once (see
     :meth:`LinearScheme.project_signed`).
     """
+    dt = projection_dtype(dtype)
     a = np.asarray(x)
     single = a.ndim == 1
     if single:
@@ -322,15 +336,26 @@ def linear_transform(
     if not np.isfinite(a).all():
         raise OPUError("x contains NaN or infinite values")
     if is_ternary(a):
-        out = scheme.project_signed(acquire, a > 0, a < 0, calibration, share_repeats)
+        out = scheme.project_signed(acquire, a > 0, a < 0, calibration, share_repeats, dt)
     else:
         bp = BitPlanes.encode(a, precision)
         p, b, n = bp.planes.shape[1:]
         pos = bp.planes[0].reshape(p * b, n)
         neg = bp.planes[1].reshape(p * b, n)
-        proj = scheme.project_signed(acquire, pos, neg, calibration, share_repeats).reshape(p, b, -1)
-        out = bp.decode(proj)
+        proj = scheme.project_signed(acquire, pos, neg, calibration, share_repeats, dt).reshape(p, b, -1)
+        out = bp.decode(proj).astype(dt, copy=False)  # the planes' weights sum in float64
     return out[0] if single else out
+
+
+def projection_dtype(dtype: object) -> np.dtype:
+    """``dtype`` as a numpy dtype if it is float32 or float64 (the projections' two dtypes)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None  # not a dtype at all (numpy compares None equal to float64: test the type)
+    if dtype is None or dt is None or dt.type not in (np.float32, np.float64):
+        raise OPUError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
 
 
 def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -383,9 +408,10 @@ class LinearProjector:
         self._calibration = None
         return self.calibration
 
-    def transform(self, x: object, share_repeats: bool = False) -> np.ndarray:
-        """A x for real x (b, n) or (n,): float64 (b, m) or (m,).
+    def transform(self, x: object, share_repeats: bool = False, dtype: object = np.float64) -> np.ndarray:
+        """A x for real x (b, n) or (n,): float64 (or ``dtype``) (b, m) or (m,).
 
         ``share_repeats``: acquire each distinct binary part of the batch once (fewer frames;
-        vectors repeating a part share its noise draw)."""
-        return linear_transform(self.acquire, x, self.scheme, self.calibration, self.precision, share_repeats)
+        vectors repeating a part share its noise draw). ``dtype``: float32 or float64."""
+        return linear_transform(self.acquire, x, self.scheme, self.calibration, self.precision, share_repeats,
+                                dtype)

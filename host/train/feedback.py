@@ -195,10 +195,11 @@ class OpticalFeedback:
             warnings.simplefilter("always", opu.SaturationWarning)
             # ternary: project e_t and rescale per sample; bit planes: project e itself
             x, scale = ternary_error(e, self.cfg, rng) if self.cfg.encoding == "ternary" else (e, None)
+            # float32 from the frames on: the step's host arithmetic is memory-bound (issue 17)
             out = self.device.linear_transform(x, self.cfg.scheme, self.cfg.precision,
-                                               share_repeats=self.cfg.share_repeats)
+                                               share_repeats=self.cfg.share_repeats, dtype=np.float32)
             if scale is not None:
-                out = np.multiply(out, scale[:, None], out=out if out.dtype == np.float64 else None)
+                out = np.multiply(out, scale.astype(np.float32)[:, None], out=out)
         for w in caught:
             if issubclass(w.category, opu.SaturationWarning):
                 self.saturation_warnings += 1

@@ -200,6 +200,11 @@ def test_linear_transform_shapes_and_errors(device):
         device.linear_transform(np.array([[np.nan] * 8]))
     with pytest.raises(opu.ShapeError):
         device.linear_transform(np.ones((2, 2, 8)))
+    assert device.linear_transform(np.ones((3, 8)), dtype=np.float32).dtype == np.float32
+    frames = device.frames_acquired
+    with pytest.raises(opu.OPUError, match="dtype must be float32 or float64, got"):
+        device.linear_transform(np.ones((3, 8)), dtype=np.float16)
+    assert device.frames_acquired == frames  # refused before anything was acquired
 
 
 def test_wait_advances_device_time(device):

@@ -134,3 +134,48 @@ def test_dark_reference_message_says_what_to_check():
                r"\(check laser power, exposure, or the number of lit mirrors\)$")
     with pytest.raises(opu.OPUError, match=message):
         scheme.calibrate(sim.acquire)
+
+
+@pytest.mark.parametrize("name", ["anchor", "complement"])
+@pytest.mark.parametrize("share", [False, True])
+def test_float32_projection_is_the_float64_one_rounded(name, share):
+    """``dtype=float32`` (the optical DFA step's choice) computes from the same integer frames: it
+    equals the float64 projection (whose scale is checked independently in the physics tests) to
+    float32 rounding, for ternary and bit-plane input, and the results are float32."""
+    scheme = opu.make_scheme(name, N, adc_max_dn=255)
+    sim = opu.Simulator(opu.realistic(seed=4, n_outputs=M), n_features=scheme.device_features)
+    cal = scheme.calibrate(sim.acquire)
+    recorded: dict[bytes, np.ndarray] = {}
+
+    def replay(patterns):  # the same frames for both dtypes: acquired once per pattern batch
+        key = np.packbits(patterns).tobytes()
+        if key not in recorded:
+            recorded[key] = sim.acquire(patterns)
+        return recorded[key]
+
+    rng = np.random.default_rng(2)
+    for x in (rng.integers(-1, 2, size=(9, N)), rng.normal(size=(3, N))):  # ternary, then bit planes
+        y64 = opu.linear_transform(replay, x, scheme, cal, precision=4, share_repeats=share)
+        y32 = opu.linear_transform(replay, x, scheme, cal, precision=4, share_repeats=share, dtype=np.float32)
+        assert y64.dtype == np.float64 and y32.dtype == np.float32 and y32.shape == y64.shape == (len(x), M)
+        assert np.abs(y64).max() > 1.0  # a projection of unit-variance scale, not zeros
+        np.testing.assert_allclose(y32, y64, rtol=0, atol=2e-6 * np.abs(y64).max())
+    binary = rng.random((4, N)) < 0.5
+    b64 = scheme.project_binary(replay, binary, cal)
+    b32 = scheme.project_binary(replay, binary, cal, dtype="float32")
+    assert b32.dtype == np.float32
+    np.testing.assert_allclose(b32, b64, rtol=0, atol=2e-6 * np.abs(b64).max())
+
+
+@pytest.mark.parametrize("bad", [np.int8, np.float16, "complex64", "fp32", None])
+def test_projection_dtype_is_checked_before_acquiring(bad):
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme)
+    proj = opu.LinearProjector(sim.acquire, scheme)
+    cal = proj.calibration
+    before = sim.clock.frames
+    with pytest.raises(opu.OPUError, match=r"dtype must be float32 or float64, got"):
+        proj.transform(np.ones((2, N)), dtype=bad)
+    with pytest.raises(opu.OPUError, match=r"dtype must be float32 or float64, got"):
+        scheme.project_signed(sim.acquire, np.ones((1, N), bool), np.zeros((1, N), bool), cal, dtype=bad)
+    assert sim.clock.frames == before  # nothing acquired

@@ -46,11 +46,13 @@ class _ExactLinearDevice:
     def __init__(self, a: np.ndarray) -> None:
         self.a = a
         self.calls: list[tuple] = []
+        self.dtypes: list[np.dtype] = []
 
-    def linear_transform(self, x, scheme, precision, share_repeats=False):
+    def linear_transform(self, x, scheme, precision, share_repeats=False, dtype=np.float64):
         x = np.asarray(x, dtype=np.float64)
         self.calls.append((x.copy(), scheme, precision, share_repeats))
-        return x @ self.a.T
+        self.dtypes.append(np.dtype(dtype))
+        return (x @ self.a.T).astype(dtype)
 
 
 def test_optical_feedback_is_unbiased_and_the_rescale_is_what_makes_it_so():
@@ -73,6 +75,9 @@ def test_optical_feedback_is_unbiased_and_the_rescale_is_what_makes_it_so():
     x0 = dev.calls[0][0]
     assert set(np.unique(x0)) <= {-1.0, 0.0, 1.0}
     assert dev.calls[0][1:] == ("anchor", 6, True)
+    # the projection is asked for, and returned, in float32 (the step's host arithmetic)
+    assert set(dev.dtypes) == {np.dtype(np.float32)}
+    assert fb.project(e, np.random.default_rng(0)).dtype == np.float32
     # remove the rescale: divide each sample's projection by its s_i
     no_rescale = mean / s[:, None]
     z = np.abs(no_rescale - exact) / (se / s[:, None])
@@ -166,10 +171,10 @@ class _WarningDevice(_ExactLinearDevice):
         super().__init__(a)
         self.projector_calls: list[tuple] = []
 
-    def linear_transform(self, x, scheme, precision, share_repeats=False):
+    def linear_transform(self, x, scheme, precision, share_repeats=False, dtype=np.float64):
         warnings.warn("frames at the ADC maximum", opu.SaturationWarning, stacklevel=2)
         warnings.warn("something else", RuntimeWarning, stacklevel=2)
-        return super().linear_transform(x, scheme, precision, share_repeats)
+        return super().linear_transform(x, scheme, precision, share_repeats, dtype)
 
     def projector(self, n_features, scheme, precision):
         self.projector_calls.append((n_features, scheme, precision))
