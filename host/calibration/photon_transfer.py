@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .probe import Probe
-from .report import PhotonTransferResult, fig
+from .report import PhotonTransferResult, fig, sqrt_of_variance
 from .session import Session
 from .stats import bin_points, neighbour_correlation, temporal_stats, weighted_line
 
@@ -23,6 +23,17 @@ from .stats import bin_points, neighbour_correlation, temporal_stats, weighted_l
 FIT_MAX_FRACTION = 0.7
 #: points with less temporal variance than this (DN^2) are quantization-limited and not fitted
 FIT_MIN_VAR_DN2 = 0.3
+#: a pattern's frames enter the laser estimate with at least this many unsaturated pixels...
+LASER_MIN_PIXELS = 17
+#: ... whose mean signal is above this fraction of the saturation signal (shot noise would dominate)
+LASER_MIN_SIGNAL_FRACTION = 0.05
+
+
+def laser_pattern_usable(n_pixels: int, total_dn: float, saturation_dn: float) -> bool:
+    """Whether a pattern's ``n_pixels`` unsaturated pixels, summing to ``total_dn`` above dark, can
+    measure the laser's common factor: enough of them, and bright enough on average."""
+    return (n_pixels >= LASER_MIN_PIXELS and total_dn > 0
+            and total_dn / n_pixels > LASER_MIN_SIGNAL_FRACTION * saturation_dn)
 
 
 def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult, dict]:
@@ -61,7 +72,7 @@ def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult,
         for k in range(frames.shape[0]):
             sel = ok[k]
             tot = x[k][sel].sum()
-            if sel.sum() > 16 and tot > 0 and x[k][sel].mean() > 0.05 * probe.saturation_signal_dn:
+            if laser_pattern_usable(int(sel.sum()), float(tot), probe.saturation_signal_dn):
                 g = st.gain_factors[k]
                 own = st.var[k][sel].sum() / tot**2
                 laser_est.append(float(g.var(ddof=1) - own))
@@ -115,11 +126,9 @@ def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult,
         est = np.array(laser_est)
         s2 = float(est.mean())
         s2_se = float(est.std(ddof=1) / math.sqrt(len(est))) if len(est) > 1 else abs(s2)
-        laser = fig(math.sqrt(max(s2, 0.0)), s2_se / (2 * max(math.sqrt(max(s2, 0)), 1e-6)), "1",
-                    note="relative std of the per-frame common factor")
-        if s2 < 2 * s2_se:
-            laser = fig(math.sqrt(max(s2, 0) + 2 * s2_se), None, "1", bound="upper",
-                        note="no common-mode fluctuation above the shot noise of the frame totals")
+        laser = sqrt_of_variance(
+            s2, s2_se, note="relative std of the per-frame common factor",
+            bound_note="no common-mode fluctuation above the shot noise of the frame totals")
     else:
         laser = fig(None, None, "1", note="no exposure bright enough")
     # responsivity per lit mirror, from the exposures where nothing clips

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .report import PRNUResult, fig
+from .report import PRNUResult, sqrt_of_variance
 from .session import Session
 
 
@@ -49,10 +49,6 @@ def run_prnu(s: Session, sat_dn: float, resp_dn_per_mirror_us: float) -> PRNURes
     prod = (ga - 1) * (gb - 1)
     c = float(prod.mean())
     c_se = float(prod.std(ddof=1) / math.sqrt(prod.size))
-    if c > 2 * c_se:
-        val = math.sqrt(c)
-        prnu = fig(val, c_se / (2 * val), "1", note="sqrt(cov(G_A, G_B)) of two independent pattern halves")
-    else:
-        prnu = fig(math.sqrt(max(c, 0) + 2 * c_se), None, "1", bound="upper",
-                   note="PRNU below the speckle averaging limit of this plan")
+    prnu = sqrt_of_variance(c, c_se, note="sqrt(cov(G_A, G_B)) of two independent pattern halves",
+                            bound_note="PRNU below the speckle averaging limit of this plan")
     return PRNUResult(patterns=n_pat, exposure_us=t, prnu_rel=prnu)

@@ -56,6 +56,19 @@ def fig(value: float | None, uncertainty: float | None, unit: str, **kw: Any) ->
     return Figure(value=value, uncertainty=uncertainty, unit=unit, **kw)
 
 
+def sqrt_of_variance(v: float, v_se: float, note: str, bound_note: str) -> Figure:
+    """sqrt(v) (unit "1") of a variance estimate v with standard error v_se.
+
+    Above 2 standard errors: the value with the delta-method error v_se / (2 sqrt v). Otherwise the
+    data cannot tell sqrt(v) from 0: an upper bound sqrt(max(v, 0) + 2 v_se) instead (used for the
+    PRNU, a covariance of two halves, and the laser fluctuation, an excess variance).
+    """
+    if v > 2 * v_se:
+        val = math.sqrt(v)
+        return fig(val, v_se / (2 * val), "1", note=note)
+    return fig(math.sqrt(max(v, 0.0) + 2 * v_se), None, "1", bound="upper", note=bound_note)
+
+
 class Budget(BaseModel):
     """Frames and device time planned before measuring (upper estimates for the exposure-dependent parts)."""
 

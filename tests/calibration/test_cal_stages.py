@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -61,7 +62,14 @@ def _sim(cls=RecordingSim, **changes):
     return cls(opu.realistic(seed=7).replace(**changes)).open()
 
 
-@pytest.fixture(scope="module")
+def _staged_scope(fixture_name, config):
+    """Module scope (the stages run once for all their tests), except in mutmut's statistics pass
+    (``MUTANT_UNDER_TEST=stats``): mutmut credits a stage function only to the test that first built
+    a shared fixture, so there every test builds its own and is recorded as covering the stages."""
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
+
+
+@pytest.fixture(scope=_staged_scope)
 def staged():
     """Every stage once, in the runner's order, on opu.realistic(seed=7) with a 16x16 ROI; per stage the
     frames it took and the settings it configured."""
@@ -443,6 +451,23 @@ def test_photon_transfer_figures_against_the_device_and_closed_forms(staged):
     assert p.ptc_offset_dn2.uncertainty is not None and p.ptc_offset_dn2.uncertainty > 0
 
 
+def test_photon_transfer_of_a_device_that_never_saturates(staged):
+    """A device 30x dimmer than its probe found: even the brightest pixels of the longest exposure stay
+    below saturation, so the saturation figures are absent, in their units, and say why; K is still
+    measured (from the unsaturated points)."""
+    dev = _sim(laser={"photons_per_mirror_us": FLUX / 30})
+    s = Session(dev, make_plan(quick=True, roi_side_px=16))
+    probe = staged.probe
+    s.configure(n_features=probe.patterns.shape[1], macro_pixel_mirrors=probe.macro_pixel_mirrors)
+    p, _ = run_photon_transfer(s, probe)
+    note = "no pixel reached saturation at the longest exposure"
+    for name, unit in (("saturation_dn", "DN"), ("saturation_capacity_e", "e-"), ("snr_max", "1")):
+        f = getattr(p, name)
+        assert (f.value, f.uncertainty, f.unit, f.note) == (None, None, unit, note), name
+    assert p.saturation_limited_by == "not_reached"
+    assert_consistent(p.system_gain_dn_per_e, K_TRUE, n_se=4, what="K")
+
+
 def test_photon_transfer_linearity_of_a_linear_camera(staged):
     """The simulated camera is linear up to the clip: every linearity bin (5-95 % of saturation; points
     that clip at either exposure left out, docs) is within 0.5 % of 0. The bins' standard errors are
@@ -554,6 +579,8 @@ def test_linear_snr_schemes_exposures_and_frames(staged):
     assert staged.schemes == ["anchor"] * len(expected) + ["complement"] * len(expected)
     assert (ls.n_features, ls.vectors, ls.repeats, ls.operating_exposure_us) == (64, 8, 6, o.exposure_us)
     assert staged.frames["linear_snr"] == plan.budget().frames_by_stage["linear_snr"]
+    # the 64 features of the test vectors: 2 x 64 device features for the anchor, 64 for the complement
+    assert {st.n_features for st in staged.log["linear_snr"]} == {128, 64}
     for sc in ls.schemes:
         assert sc.exposures_us == pytest.approx(expected)
         assert sc.frames_per_signed == 4
@@ -693,7 +720,7 @@ def test_calibrate_records_the_given_plan(tmp_path):
     assert info.value.report.budget == plan.budget()
 
 
-def test_calibrate_runs_every_stage_and_writes_its_outputs(tmp_path):
+def test_calibrate_runs_every_stage_and_writes_its_outputs(tmp_path, monkeypatch):
     """A whole quick calibration (16x16 ROI): the stages in the documented order, every frame accounted,
     the QE x flux turned into photons for the assumed QE, calibration.json equal to the report, the twin
     of the report in twin.json, the plots, the budget printed once, and the operating point restored."""
@@ -701,8 +728,27 @@ def test_calibrate_runs_every_stage_and_writes_its_outputs(tmp_path):
     before = dev.settings
     printed = []
     plan = make_plan(quick=True, max_wait_s=10.0, roi_side_px=16)
-    rep = calibrate(dev, tmp_path, plan, progress=False, plots=True, echo=printed.append, twin_seed=99)
+    bars = []
+
+    class Bar:  # stands in for tqdm: records what the progress bar is told
+        def __init__(self, **kw):
+            self.kw, self.n, self.closed = kw, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("tqdm.auto.tqdm", Bar)
+    rep = calibrate(dev, tmp_path, plan, progress=True, plots=True, echo=printed.append, twin_seed=99)
     assert rep.complete and rep.error is None
+    # one bar, in frames, sized by the plan's budget, told of every frame, closed at the end
+    [bar] = bars
+    budget = plan.budget().frames_total
+    assert bar.kw == {"total": budget, "unit": "frame", "desc": "calibrate", "leave": False}
+    assert bar.n == rep.frames_used and bar.closed
     assert rep.stages_completed == ["probe", "noise_check", "dark", "photon_transfer", "prnu", "linear_snr",
                                     "stability"]
     assert rep.frames_used == dev.status().frames_total == dev.frames_acquired

@@ -17,8 +17,13 @@ from pydantic import ValidationError
 
 from drivers import SaturationWarning
 from host.calibration import PlanError, build_twin, make_plan, summary_text
+from host.calibration.photon_transfer import (
+    LASER_MIN_PIXELS,
+    LASER_MIN_SIGNAL_FRACTION,
+    laser_pattern_usable,
+)
 from host.calibration.plan import NOISE_CHECK_PATTERNS, NOISE_CHECK_REPEATS, REAL_FRAME_S, CalibrationPlan
-from host.calibration.report import Budget, Figure, _fmt, fig
+from host.calibration.report import Budget, Figure, _fmt, fig, sqrt_of_variance
 from host.calibration.session import MAX_EXPOSURE_US, MIN_EXPOSURE_US, Session, half_lit_patterns
 from host.calibration.summary import budget_text
 from host.calibration.twin import QE_ASSUMED
@@ -59,6 +64,29 @@ def test_figure_keeps_only_finite_numbers():
 
 def _line(name, value_text):
     return f"  {name:<34s} {value_text}"
+
+
+def test_sqrt_of_variance_value_and_upper_bound():
+    """sqrt(v) with the delta-method error se(v) / (2 sqrt v) above 2 standard errors; at or below
+    them the upper bound sqrt(max(v, 0) + 2 se), without an uncertainty."""
+    f = sqrt_of_variance(0.04, 0.001, note="n", bound_note="b")
+    assert (f.value, f.unit, f.bound, f.note) == (pytest.approx(0.2), "1", None, "n")
+    assert f.uncertainty == pytest.approx(0.001 / (2 * 0.2))
+    for v, se in ((0.002, 0.001), (0.0019, 0.001), (-0.003, 0.001), (0.0, 0.0)):
+        b = sqrt_of_variance(v, se, note="n", bound_note="b")
+        assert (b.uncertainty, b.bound, b.note) == (None, "upper", "b")
+        assert b.value == pytest.approx(math.sqrt(max(v, 0.0) + 2 * se))
+    # just above the 2-standard-error threshold: the value
+    assert sqrt_of_variance(0.0021, 0.001, note="n", bound_note="b").bound is None
+
+
+def test_laser_estimate_takes_patterns_with_enough_bright_unsaturated_pixels():
+    assert LASER_MIN_PIXELS == 17 and LASER_MIN_SIGNAL_FRACTION == 0.05
+    assert laser_pattern_usable(17, 17 * 6.0, 100.0)
+    assert not laser_pattern_usable(16, 16 * 6.0, 100.0)  # too few pixels
+    assert not laser_pattern_usable(17, 17 * 5.0, 100.0)  # mean exactly 5 % of saturation: too dim
+    assert laser_pattern_usable(17, 17 * 5.01, 100.0)
+    assert not laser_pattern_usable(400, 0.0, 100.0) and not laser_pattern_usable(400, -3.0, 0.0)
 
 
 def test_summary_text_of_a_complete_report():
