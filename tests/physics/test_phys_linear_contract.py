@@ -11,6 +11,8 @@ import pytest
 import opu
 
 N, M = 16, 256
+BINARY_ONLY = r"^project_binary expects 0/1 patterns; use linear_transform for real data$"
+DISJOINT = r"^pos and neg patterns must be disjoint \(a value cannot be \+1 and -1\)$"
 
 
 def _sim(scheme: opu.LinearScheme, **replace) -> opu.Simulator:
@@ -30,13 +32,16 @@ def test_project_binary_equals_the_signed_projection_and_costs_two_frames(name):
     before = sim.clock.frames
     binary = scheme.project_binary(sim.acquire, x, cal)
     assert sim.clock.frames - before == scheme.frames_per_binary * 5 == 10
+    before = sim.clock.frames
     signed = scheme.project_signed(sim.acquire, x, np.zeros_like(x), cal)
+    assert sim.clock.frames - before == 4 * 5  # by default every part is acquired (no sharing)
+    assert np.isfinite(binary).all() and np.abs(binary).max() > 0.1
     assert binary.shape == (5, M) and binary.dtype == np.float64
     np.testing.assert_allclose(binary, signed, rtol=1e-4, atol=1e-4 * np.abs(signed).max())
     # 0/1 integers are binary patterns too; other values are refused with advice
     np.testing.assert_allclose(scheme.project_binary(sim.acquire, x.astype(np.int64), cal), binary,
                                rtol=1e-4, atol=1e-4 * np.abs(signed).max())
-    with pytest.raises(opu.OPUError, match="project_binary expects 0/1 patterns; use linear_transform"):
+    with pytest.raises(opu.OPUError, match=BINARY_ONLY):
         scheme.project_binary(sim.acquire, np.full((1, N), 2), cal)
     with pytest.raises(opu.ShapeError, match=rf"expected binary patterns \(b, {N}\), got \(1, {N + 1}\)"):
         scheme.project_binary(sim.acquire, np.zeros((1, N + 1), bool), cal)
@@ -50,8 +55,16 @@ def test_project_binary_warns_on_saturation():
         warnings.simplefilter("ignore", opu.SaturationWarning)
         cal = scheme.calibrate(sim.acquire)
     sim.reconfigure(sim.config.replace(laser={"photons_per_mirror_us": 5.0}))  # 1000x brighter
-    with pytest.warns(opu.SaturationWarning, match=r"% of the pixels are saturated at 255 DN"):
+    message = (r"^\d+\.\d\d% of the pixels are saturated at 255 DN: the projection is biased there; "
+               r"lower the exposure or the number of lit mirrors$")
+    with pytest.warns(opu.SaturationWarning, match=message) as caught:
         scheme.project_binary(sim.acquire, np.ones((2, N), bool), cal)
+    assert caught[0].filename == __file__  # reported where the projection was asked for
+    # the signed projection and the calibration itself warn too
+    with pytest.warns(opu.SaturationWarning, match=message):
+        scheme.project_signed(sim.acquire, np.ones((2, N), bool), np.zeros((2, N), bool), cal)
+    with pytest.warns(opu.SaturationWarning, match=message):
+        scheme.calibrate(sim.acquire)
 
 
 def test_signed_parts_are_checked():
@@ -60,9 +73,9 @@ def test_signed_parts_are_checked():
     cal = scheme.calibrate(sim.acquire)
     a = np.zeros((2, N), bool)
     a[:, 0] = True
-    with pytest.raises(opu.OPUError, match=r"pos and neg patterns must be disjoint"):
+    with pytest.raises(opu.OPUError, match=DISJOINT):
         scheme.project_signed(sim.acquire, a, a, cal)
-    with pytest.raises(opu.ShapeError):
+    with pytest.raises(opu.ShapeError, match=rf"^pos \(2, {N}\) and neg \(1, {N}\) differ$"):
         scheme.project_signed(sim.acquire, a, a[:1], cal)
 
 
@@ -72,10 +85,14 @@ def test_scheme_construction_is_checked():
         opu.make_scheme("fourier", N)
     with pytest.raises(opu.OPUError, match="n_features must be >= 1, got 0"):
         opu.AnchorScheme(0)
-    with pytest.raises(opu.OPUError, match="dark_repeats and reference_repeats must be >= 1"):
+    with pytest.raises(opu.OPUError, match=r"^dark_repeats and reference_repeats must be >= 1$"):
         opu.AnchorScheme(N, dark_repeats=0)
-    with pytest.raises(opu.OPUError, match="dark_repeats and reference_repeats must be >= 1"):
+    with pytest.raises(opu.OPUError, match=r"^dark_repeats and reference_repeats must be >= 1$"):
         opu.ComplementScheme(N, reference_repeats=0)
+    # the smallest allowed values are allowed
+    one = opu.AnchorScheme(1, anchor_features=1, dark_repeats=1, reference_repeats=1)
+    assert (one.n_features, one.device_features, one.calibration_frames) == (1, 2, 2)
+    assert opu.ComplementScheme(1, dark_repeats=1, reference_repeats=1).device_features == 1
     with pytest.raises(opu.OPUError, match="anchor_features must be >= 1, got 0"):
         opu.AnchorScheme(N, anchor_features=0)
     s = opu.make_scheme("anchor", N, anchor_features=3, dark_repeats=2, reference_repeats=5)
@@ -90,14 +107,22 @@ def test_linear_transform_input_checks_and_single_vectors():
     proj = opu.LinearProjector(_sim(scheme).acquire, scheme)
     y = proj.transform(np.ones(N, dtype=int))  # one vector in, one out
     assert y.shape == (M,)
-    with pytest.raises(opu.ShapeError, match=rf"x must be \(n,\) or \(batch, n\) with n = {N}"):
+    with pytest.raises(opu.ShapeError,
+                       match=rf"^x must be \(n,\) or \(batch, n\) with n = {N}, got \(2, {N + 1}\)$"):
         proj.transform(np.ones((2, N + 1)))
-    with pytest.raises(opu.OPUError, match="x must be real"):
+    with pytest.raises(opu.OPUError, match=r"^x must be real, got dtype complex128$"):
         proj.transform(np.ones((2, N), dtype=complex))
-    with pytest.raises(opu.OPUError, match="x contains NaN or infinite values"):
+    for text in (np.full((1, N), "1"), np.full((1, N), None, dtype=object)):  # neither numbers nor bool
+        with pytest.raises(opu.OPUError, match=rf"^x must be real, got dtype {text.dtype}$"):
+            proj.transform(text)
+    with pytest.raises(opu.OPUError, match=r"^x contains NaN or infinite values$"):
         proj.transform(np.full((1, N), np.nan))
     cal = proj.calibration
-    assert proj.recalibrate() is not cal and proj.calibration is proj.calibration
+    frames = proj.acquire.__self__.clock.frames
+    again = proj.recalibrate()
+    assert isinstance(again, opu.LinearCalibration) and again is not cal
+    assert proj.acquire.__self__.clock.frames - frames == scheme.calibration_frames  # measured again
+    assert proj.calibration is again
 
 
 def test_weak_outputs_are_floored_at_four_standard_errors_of_their_own_measurement():
@@ -179,3 +204,73 @@ def test_projection_dtype_is_checked_before_acquiring(bad):
     with pytest.raises(opu.OPUError, match=r"dtype must be float32 or float64, got"):
         scheme.project_signed(sim.acquire, np.ones((1, N), bool), np.zeros((1, N), bool), cal, dtype=bad)
     assert sim.clock.frames == before  # nothing acquired
+
+
+def test_frame_costs_of_the_defaults_and_of_sharing():
+    """linear_transform acquires 4 frames a ternary vector and 4 x precision (8 by default) a real one;
+    sharing acquires each distinct binary part once, for ternary and bit-plane input alike."""
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme)
+    cal = scheme.calibrate(sim.acquire)
+    rng = np.random.default_rng(4)
+    real = np.repeat(rng.normal(size=(1, N)), 3, axis=0)  # three copies of one real vector
+    tern = np.repeat(rng.integers(-1, 2, size=(1, N)), 3, axis=0)
+
+    def cost(x, **kw):
+        before = sim.clock.frames
+        opu.linear_transform(sim.acquire, x, scheme, cal, **kw)
+        return sim.clock.frames - before
+
+    assert cost(tern) == 4 * 3 and cost(real) == 4 * 8 * 3 and cost(real, precision=4) == 4 * 4 * 3
+    # shared: the copies repeat every part; each plane's parts are acquired once (2 frames each)
+    planes = opu.BitPlanes.encode(real[:1], 4).planes.reshape(2, 4, N)
+    distinct = len({p.tobytes() for p in planes.reshape(8, N)})
+    assert cost(real, precision=4, share_repeats=True) == 2 * distinct < 4 * 4 * 3
+    assert cost(tern, share_repeats=True) == 2 * 2  # one e+ and one e- part
+
+
+def test_float32_bit_planes_are_decoded_from_float32_plane_projections():
+    """dtype=float32 runs the per-plane projections in float32 too (then the weighted sum)."""
+    scheme = opu.AnchorScheme(N)
+    sim = _sim(scheme)
+    cal = scheme.calibrate(sim.acquire)
+    x = np.random.default_rng(5).normal(size=(3, N))
+    got = opu.linear_transform(sim.acquire, x, scheme, cal, precision=3, dtype=np.float32)
+    bp = opu.BitPlanes.encode(x, 3)
+    pos, neg = bp.planes[0].reshape(9, N), bp.planes[1].reshape(9, N)
+    replay = _sim(scheme)  # the same device again, the same frames for the same calls
+    cal2 = scheme.calibrate(replay.acquire)
+    planes = scheme.project_signed(replay.acquire, pos, neg, cal2, dtype=np.float32)
+    assert planes.dtype == np.float32
+    np.testing.assert_array_equal(got, bp.decode(planes.reshape(3, 3, -1)).astype(np.float32))
+
+
+def _fixed_frames(dark: np.ndarray, ref: np.ndarray):
+    """An acquire that answers the calibration with the given dark and reference frames."""
+    def acquire(p):
+        return np.concatenate([dark, ref])[: len(p)]
+    return acquire
+
+
+def test_weak_output_floor_without_noise_and_with_one_or_two_repeats():
+    """The floor is max(4 se, 1e-6 mean reference); se uses the repeat variance only with >= 2 repeats
+    (one frame has no variance: the rounding 1/12 DN^2 alone), and a reference exactly at the floor
+    is not weak."""
+    # ideal detector (no ADC, no rounding term), identical repeats: se = 0, floor = 1e-6 x mean = 1.0
+    scheme = opu.AnchorScheme(1, dark_repeats=2, reference_repeats=2, adc_max_dn=None)
+    ref = np.array([1.0, 1999999.0, 0.5, 1999999.5])  # mean 1e6 (exactly)
+    cal = scheme.calibrate(_fixed_frames(np.zeros((2, 4)), np.tile(ref, (2, 1))))
+    np.testing.assert_array_equal(cal.weak_outputs, [False, False, True, False])  # 1.0 is not below 1.0
+    np.testing.assert_array_equal(cal.reference_dn, [1.0, 1999999.0, 1.0, 1999999.5])
+    # one repeat each, 8-bit: se = sqrt(1/12 + 1/12), floor = 4 se ~ 1.63 DN
+    one = opu.AnchorScheme(1, dark_repeats=1, reference_repeats=1, adc_max_dn=255)
+    cal1 = one.calibrate(_fixed_frames(np.full((1, 3), 10.0), np.array([[11.0, 12.0, 200.0]])))
+    floor = 4 * np.sqrt(2 / 12)
+    np.testing.assert_array_equal(cal1.weak_outputs, [True, False, False])
+    np.testing.assert_allclose(cal1.reference_dn, [floor, 2.0, 190.0])
+    # two repeats: the repeats' own variance counts (var of [0, 4] = 8 with ddof 1)
+    two = opu.AnchorScheme(1, dark_repeats=2, reference_repeats=2, adc_max_dn=255)
+    cal2 = two.calibrate(_fixed_frames(np.zeros((2, 2)), np.array([[0.0, 50.0], [4.0, 50.0]])))
+    se0 = np.sqrt((8 + 1 / 12) / 2 + (1 / 12) / 2)
+    np.testing.assert_allclose(cal2.reference_dn, [4 * se0, 50.0])
+    np.testing.assert_array_equal(cal2.weak_outputs, [True, False])

@@ -77,7 +77,11 @@ def test_optical_feedback_is_unbiased_and_the_rescale_is_what_makes_it_so():
     assert dev.calls[0][1:] == ("anchor", 6, True)
     # the projection is asked for, and returned, in float32 (the step's host arithmetic)
     assert set(dev.dtypes) == {np.dtype(np.float32)}
-    assert fb.project(e, np.random.default_rng(0)).dtype == np.float32
+    got = fb.project(e, np.random.default_rng(7))
+    et, s_i = ternary_error(e, FeedbackConfig(), np.random.default_rng(7))  # the same draw
+    # float32 from the device's output on: the rescale is a float32 product, bit for bit
+    np.testing.assert_array_equal(got, (et @ a.T).astype(np.float32) * s_i.astype(np.float32)[:, None])
+    assert got.dtype == np.float32
     # remove the rescale: divide each sample's projection by its s_i
     no_rescale = mean / s[:, None]
     z = np.abs(no_rescale - exact) / (se / s[:, None])
