@@ -54,9 +54,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                      "tests/physics/test_phys_inputs.py"]),
     "feedback": ("host/train/feedback.py", ["tests/train/test_trn_feedback.py"]),  # no device, no training
     "medium": ("opu/medium.py", ["tests/physics/test_phys_phasor.py", "tests/physics/test_phys_medium.py",
-                                 "tests/physics/test_phys_rng.py"]),
+                                 "tests/physics/test_phys_rng.py",
+                                 "tests/physics/test_phys_recovered_medium.py",
+                                 "tests/physics/test_phys_golden.py"]),  # the values, bit for bit
     "camera": ("opu/camera.py", ["tests/physics/test_phys_fixed_pattern.py",
-                                 "tests/physics/test_phys_camera.py"]),
+                                 "tests/physics/test_phys_camera.py", "tests/physics/test_phys_golden.py"]),
     "linear": ("opu/linear.py", ["tests/physics/test_phys_linear_contract.py",
                                  "tests/physics/test_phys_linear.py",
                                  "tests/physics/test_phys_projection_scale.py"]),
@@ -68,9 +70,9 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                          "tests/calibration/test_cal_roundtrip.py"]),
     # the newer modules whose mistakes corrupt results silently: a privacy guarantee or a retrieved
     # matrix that is wrong still prints a number
-    "privacy": ("host/privacy", ["tests/privacy/test_prv_accountant.py", "tests/privacy/test_prv_mechanism.py",
-                                 "tests/privacy/test_prv_certify.py", "tests/privacy/test_prv_audit.py",
-                                 "tests/privacy/test_prv_step.py"]),
+    "privacy": ("host/privacy", ["tests/privacy/test_prv_accountant.py",
+                                 "tests/privacy/test_prv_mechanism.py", "tests/privacy/test_prv_certify.py",
+                                 "tests/privacy/test_prv_audit.py", "tests/privacy/test_prv_step.py"]),
     "tm": ("host/tm", ["tests/tm/test_tm_retrieval.py"]),
 }
 

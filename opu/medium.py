@@ -68,14 +68,6 @@ def _radius(bits0: jnp.ndarray) -> jnp.ndarray:
     return jnp.sqrt(-jnp.log(u1))
 
 
-def _box_muller(keypair: jnp.ndarray, r: jnp.ndarray, c: jnp.ndarray):
-    """CN(0, 1) for same-shape uint32 counter arrays r (pixel ids) and c (mirror ids)."""
-    bits = threefry2x32(keypair, r, c)
-    radius = _radius(bits[0])
-    cos, sin = _unit_phasor(bits[1])
-    return radius * cos, radius * sin
-
-
 def _w_rows(keypair, pixels2, turns2, mirror_ids, col_scale):
     """Rows of W = [Re B^T | Im B^T] (k, 2m) for mirror ids (k,), in one elementwise pass.
 
