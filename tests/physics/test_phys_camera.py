@@ -175,3 +175,61 @@ def test_photon_counting_regime_is_exactly_poisson(target_e):
     dof = keep.sum() - 1
     assert stats.chi2.sf(chi2, dof) > 1e-3, (chi2, dof)
     assert (k >= 0).all()
+
+
+def _float_camera(m: int, **camera) -> opu.camera.Camera:
+    """A camera whose frames are electrons as float32 (gain 1, no offsets, no fixed pattern)."""
+    cam = {"shot_noise": False, "read_noise_e": 0.0, "dark_current_e_per_s": 0.0, "gain_dn_per_e": 1.0,
+           "black_level_dn": 0.0, "bit_depth": None, "prnu_rel": 0.0, "dsnu_e": 0.0,
+           "quantum_efficiency": 1.0}
+    cam.update(camera)
+    cfg = opu.ideal(seed=21, n_outputs=m).replace(camera=cam)
+    return opu.camera.Camera(cfg.camera, cfg.seed)
+
+
+def test_a_batch_of_several_chunks_equals_its_frames_one_by_one():
+    """65536 pixels: the camera works in chunks of 16 frames, so 40 frames take three calls (and dim
+    pixels the exact path); each frame is still the one acquired alone with its frame number."""
+    m = 1 << 16
+    cam = _float_camera(m, shot_noise=True, read_noise_e=1.0)
+    inten = np.random.default_rng(0).exponential(1.0, (40, m)).astype(np.float32)
+    idx = np.arange(500, 540)
+    batch = cam.expose(inten, 30.0, idx)
+    assert batch.shape == (40, m) and batch.dtype == np.float32
+    for i in (0, 15, 16, 31, 39):
+        np.testing.assert_array_equal(batch[i], cam.expose(inten[i : i + 1], 30.0, idx[i : i + 1])[0])
+    # the laser factor defaults to none
+    np.testing.assert_array_equal(batch[:3], cam.expose(inten[:3], 30.0, idx[:3], 0.0))
+
+
+def test_frame_numbers_are_32_bit_counters():
+    """Frame 2^24 + 1 has noise of its own (no float rounding of the counter), and frame 2^32 + 5 is
+    frame 5 (the documented modulo-2^32 repeat)."""
+    cam = _float_camera(256, shot_noise=True, read_noise_e=2.0)
+    inten = np.full((1, 256), 0.5, np.float32)
+
+    def frame(i):
+        return cam.expose(inten, 100.0, np.array([i]))[0]
+
+    assert not np.array_equal(frame(2**24), frame(2**24 + 1))
+    np.testing.assert_array_equal(frame(2**32 + 5), frame(5))
+
+
+def test_read_noise_alone_below_one_electron():
+    """No shot noise, read noise 0.5 e-: the frames spread by exactly that (float output, no rounding)."""
+    cam = _float_camera(4096, read_noise_e=0.5)
+    frames = cam.expose(np.full((50, 4096), 1.0, np.float32), 10.0, np.arange(50)).astype(np.float64)
+    n = frames.size
+    assert frames.var(ddof=1) == pytest.approx(0.25, rel=5 * np.sqrt(2 / n))
+    assert frames.mean() == pytest.approx(10.0, abs=5 * 0.5 / np.sqrt(n))
+
+
+def test_exact_poisson_below_a_one_electron_threshold():
+    """poisson_exact_below_e = 1: pixels at 0.4 e- are drawn exactly (whole electrons, P(0) = e^-0.4),
+    not from the Gaussian approximation."""
+    cam = _float_camera(4096, shot_noise=True, poisson_exact_below_e=1.0)
+    frames = cam.expose(np.full((20, 4096), 1.0, np.float32), 0.4, np.arange(20))
+    assert np.array_equal(frames, np.round(frames)) and frames.min() >= 0
+    n = frames.size
+    p0 = np.exp(-0.4)
+    assert abs((frames == 0).mean() - p0) < 5 * np.sqrt(p0 * (1 - p0) / n)

@@ -53,6 +53,11 @@ def test_streamed_field_of_one_feature_is_its_w_row(tm):
         ("12-bit", opu.realistic(seed=6, n_outputs=1600).replace(camera={"bit_depth": 12}),
          "1ba27d56a1b0c22c"),
         ("ideal float32", opu.ideal(seed=7, n_outputs=256), "3a7a9c97b6128dee"),
+        # float output with every noise: the noise values themselves, not only their rounding to DN
+        # (recorded 2026-12-01; the same with --xla_cpu_max_isa=AVX2)
+        ("noisy float32", opu.ideal(seed=8, n_outputs=256).replace(
+            camera={"shot_noise": True, "read_noise_e": 2.0, "bit_depth": None},
+            laser={"power_fluctuation_rel": 0.01}), "478457a6c0d5f875"),
     ],
 )
 def test_camera_frames_are_the_recorded_ones(name, cfg, expected):

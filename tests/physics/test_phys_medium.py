@@ -154,3 +154,75 @@ def test_exact_poisson_pixels_are_the_same_in_any_batch():
     one_sim = opu.Simulator(cfg, n_features=16)
     single = np.concatenate([one_sim.acquire(x[i : i + 1]) for i in range(40)])
     np.testing.assert_array_equal(whole, single)
+
+
+def test_drift_steps_follow_the_documented_update_exactly():
+    """W_k = a W_{k-1} + sqrt(1 - a^2) G_k with a = exp(-step_s / tau) and G_k the matrix generated with
+    the key (seed, DRIFT, k) (docs/physics.md); a jump over s idle steps is a^s W + sqrt(1 - a^2s) G,
+    G keyed by the step it lands on. Recomputed here from the generated matrices in float64."""
+    from opu.medium import DriftingMedium
+    from opu.rng import Stream, threefry_key
+
+    pixels, mirrors = np.arange(16, dtype=np.uint32), np.arange(8, dtype=np.uint32) * 3
+    tau, step = 5.0, 0.5
+    med = DriftingMedium(TransmissionMatrix(11, pixels, mirrors), tau, step)
+    gen = TransmissionMatrix(11, pixels, mirrors)
+
+    def g(k):
+        return np.asarray(gen.w_dense(key=threefry_key(11, Stream.DRIFT, k)), np.float64)
+
+    a = np.exp(-step / tau)
+    w = np.asarray(gen.w_dense(), np.float64)
+    med.advance_to_step(2)  # two exact steps
+    for k in (1, 2):
+        w = a * w + np.sqrt(1 - a * a) * g(k)
+    np.testing.assert_allclose(np.asarray(med.w), w, rtol=0, atol=2e-6)
+    med.advance_to_step(5, exact_steps=False)  # one jump of 3 steps from step 2
+    a3 = np.exp(-3 * step / tau)
+    w = a3 * w + np.sqrt(1 - a3 * a3) * g(5)
+    np.testing.assert_allclose(np.asarray(med.w), w, rtol=0, atol=2e-6)
+    assert med.step == 5 and not med.is_pristine
+
+
+def test_streamed_field_of_given_features_only(tm):
+    """``features`` restricts the product to those columns, whatever x holds elsewhere; a given
+    (explicit) matrix takes the same path without generating anything."""
+    from opu.medium import ExplicitTransmissionMatrix
+
+    x = np.random.default_rng(3).random((3, 500)).astype(np.float32)
+    feats = np.array([4, 17, 250])
+    re, im = streamed_field(tm, x, block_features=2, features=feats)
+    b = tm.block(cols=slice(None)).astype(np.complex128)[:, feats]
+    expected = x[:, feats].astype(np.float64) @ b.T
+    np.testing.assert_allclose(re, expected.real, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(im, expected.imag, rtol=0, atol=1e-4)
+    small = tm.block(cols=slice(0, 6))
+    given = ExplicitTransmissionMatrix(42, small, tm.pixel_ids, tm.mirror_ids[:6])
+    xs = x[:, :6]
+    for sel in (None, np.array([5, 0])):
+        re, im = streamed_field(given, xs, features=sel)
+        cols = np.arange(6) if sel is None else sel
+        want = xs[:, cols].astype(np.float64) @ small[:, cols].astype(np.complex128).T
+        assert re.dtype == im.dtype == np.float32 and re.shape == (3, 300)
+        np.testing.assert_allclose(re, want.real, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(im, want.imag, rtol=0, atol=1e-4)
+
+
+def test_counters_are_uint32_whatever_integer_type_the_ids_come_in():
+    """Pixel and mirror ids are uint32 counters: ids given as int64 (also above 2^31, where an int32
+    would overflow) give the same entries as the same ids as uint32; the parts are float32."""
+    from opu.medium import complex_gaussian
+    from opu.rng import Stream, threefry_key
+
+    key = threefry_key(3, Stream.TRANSMISSION)
+    rows = np.array([5, 2**31 + 3, 2**32 - 2])
+    cols = np.array([7, 2**31 + 1])
+    re, im = complex_gaussian(key, rows.astype(np.uint32), cols.astype(np.uint32))
+    re2, im2 = complex_gaussian(key, rows, cols)  # int64
+    assert re.dtype == im.dtype == np.float32 and re.shape == (3, 2)
+    np.testing.assert_array_equal(re2, re)
+    np.testing.assert_array_equal(im2, im)
+    big = TransmissionMatrix(3, rows, cols)
+    assert big.pixel_ids.dtype == big.mirror_ids.dtype == np.uint32
+    np.testing.assert_array_equal(big.block(), TransmissionMatrix(3, rows.astype(np.uint32),
+                                                                  cols.astype(np.uint32)).block())
