@@ -58,7 +58,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                  "tests/physics/test_phys_recovered_medium.py",
                                  "tests/physics/test_phys_golden.py"]),  # the values, bit for bit
     "camera": ("opu/camera.py", ["tests/physics/test_phys_fixed_pattern.py",
-                                 "tests/physics/test_phys_camera.py", "tests/physics/test_phys_golden.py"]),
+                                 "tests/physics/test_phys_camera.py", "tests/physics/test_phys_golden.py",
+                                 "tests/physics/test_phys_buckets.py"]),
     "linear": ("opu/linear.py", ["tests/physics/test_phys_linear_contract.py",
                                  "tests/physics/test_phys_linear.py",
                                  "tests/physics/test_phys_projection_scale.py"]),

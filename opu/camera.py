@@ -42,7 +42,10 @@ SENSOR_STRIDE = 2048
 
 
 def roi_pixel_ids(camera: CameraConfig, halo_px: int = 0) -> np.ndarray:
-    """Absolute ids of the ROI pixels (row-major), optionally grown by ``halo_px`` on each side."""
+    """Absolute ids of the ROI pixels (row-major), optionally grown by ``halo_px`` on each side.
+
+    On the sensor: ``row * SENSOR_STRIDE + col``; a halo pixel off the sensor:
+    ``(row + 40000) * 4096 + (col + 1024)``, a range disjoint from every on-sensor id."""
     r = camera.roi
     rows = np.arange(r.row - halo_px, r.row + r.height_px + halo_px)
     cols = np.arange(r.col - halo_px, r.col + r.width_px + halo_px)

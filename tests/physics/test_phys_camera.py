@@ -7,6 +7,8 @@ several exposures. Ground truth comes from the configured parameters, never from
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -233,3 +235,29 @@ def test_exact_poisson_below_a_one_electron_threshold():
     n = frames.size
     p0 = np.exp(-0.4)
     assert abs((frames == 0).mean() - p0) < 5 * np.sqrt(p0 * (1 - p0) / n)
+
+
+def test_adc_clips_below_zero_and_keeps_zero():
+    """8-bit, black level 0: negative signals (read noise around 0 e-) read 0 DN, never wrap to 255;
+    a noiseless dark pixel reads exactly 0 DN."""
+    cfg = opu.ideal(seed=22, n_outputs=1024).replace(camera={
+        "bit_depth": 8, "gain_dn_per_e": 1.0, "black_level_dn": 0.0, "read_noise_e": 3.0, "shot_noise": False,
+        "dark_current_e_per_s": 0.0, "prnu_rel": 0.0, "dsnu_e": 0.0})
+    cam = opu.camera.Camera(cfg.camera, cfg.seed)
+    frames = cam.expose(np.zeros((20, 1024), np.float32), 1.0, np.arange(20))
+    assert frames.dtype == np.uint8 and frames.max() < 30  # no wrap-around to the top of the range
+    # P(read 0 DN) = P(3 z < 0.5): the rounding boundary of 0 DN, negatives included
+    p0 = 0.5 + 0.5 * math.erf(0.5 / (3.0 * math.sqrt(2)))
+    assert abs((frames == 0).mean() - p0) < 5 * math.sqrt(p0 * (1 - p0) / frames.size)
+    quiet = opu.camera.Camera(cfg.camera.model_copy(update={"read_noise_e": 0.0}), cfg.seed)
+    assert not quiet.expose(np.zeros((2, 1024), np.float32), 1.0, np.arange(2)).any()
+
+
+def test_exact_poisson_applies_strictly_below_its_threshold():
+    """Mean exactly at the threshold (20 e-): the Gaussian path (non-integer electrons); just below it:
+    the exact draw (whole electrons)."""
+    cam = _float_camera(1024, shot_noise=True, poisson_exact_below_e=20.0)
+    at = cam.expose(np.full((4, 1024), 1.0, np.float32), 20.0, np.arange(4))
+    below = cam.expose(np.full((4, 1024), 1.0, np.float32), 19.5, np.arange(4))
+    assert not np.array_equal(at, np.round(at))
+    assert np.array_equal(below, np.round(below))

@@ -154,3 +154,8 @@ def test_maps_are_float64_and_halo_pixels_never_alias_sensor_pixels():
                            sensor_width_px=8)
     ids = roi_pixel_ids(far, halo_px=2).reshape(8, 8)
     assert len(set(ids.ravel().tolist())) == ids.size and ids[:, 6:].min() > 8 * SENSOR_STRIDE
+    # rows 8 and 9 are off the 8-row sensor too; off-sensor ids are (row + 40000) 4096 + (col + 1024)
+    rows, cols = np.meshgrid(np.arange(2, 10), np.arange(2, 10), indexing="ij")
+    off = (rows >= 8) | (cols >= 8)
+    np.testing.assert_array_equal(ids, np.where(off, (rows + 40_000) * 4096 + (cols + 1024),
+                                                rows * SENSOR_STRIDE + cols))

@@ -226,3 +226,18 @@ def test_counters_are_uint32_whatever_integer_type_the_ids_come_in():
     assert big.pixel_ids.dtype == big.mirror_ids.dtype == np.uint32
     np.testing.assert_array_equal(big.block(), TransmissionMatrix(3, rows.astype(np.uint32),
                                                                   cols.astype(np.uint32)).block())
+
+
+def test_complex_gaussian_of_many_columns_equals_its_pieces():
+    """More columns than two blocks of the one-hot product (16 rows: 8192 columns a block): every column
+    is the one a call for that column alone gives."""
+    from opu.medium import complex_gaussian
+    from opu.rng import Stream, threefry_key
+
+    key = threefry_key(4, Stream.TRANSMISSION)
+    rows, cols = np.arange(16, dtype=np.uint32), np.arange(20_000, dtype=np.uint32) * 7
+    re, im = complex_gaussian(key, rows, cols)
+    for lo in (0, 9000, 19_990):
+        re2, im2 = complex_gaussian(key, rows, cols[lo : lo + 10])
+        np.testing.assert_array_equal(re[:, lo : lo + 10], re2)
+        np.testing.assert_array_equal(im[:, lo : lo + 10], im2)

@@ -30,8 +30,12 @@ def test_recovered_medium_keeps_its_matrix_and_ids():
     assert med.matrix.dtype == np.complex64 and med.shape == (M, N)
     np.testing.assert_array_equal(med.matrix, b.astype(np.complex64))
     assert med.pixel_ids.dtype == np.int64 and med.pixel_ids.tolist() == pix.tolist()
-    assert med.mirror_ids.tolist() == mir.tolist()  # raveled
+    assert med.mirror_ids.dtype == np.int64 and med.mirror_ids.tolist() == mir.tolist()  # raveled
     assert med.mirrors_per_feature == 4 and isinstance(med.mirrors_per_feature, int)
+    # by default one mirror per feature, here and in the matrices it hands out
+    plain = opu.RecoveredMedium(b, pix, mir)
+    assert plain.mirrors_per_feature == 1
+    assert ExplicitTransmissionMatrix(0, b, pix, mir).col_scale == 1.0
 
 
 @pytest.mark.parametrize(("matrix", "pix", "mir", "error", "message"), [
@@ -65,6 +69,7 @@ def test_transmission_matrix_takes_rows_and_columns_by_id():
     rows_ids, cols_ids = np.array([12, 70, 9]), np.array([6, 300])
     tm = med.transmission_matrix(seed=3, pixel_ids=rows_ids, mirror_ids=cols_ids, mirrors_per_feature=2)
     assert isinstance(tm, ExplicitTransmissionMatrix) and tm.shape == (3, 2)
+    assert tm.col_scale == pytest.approx(np.sqrt(2))  # its drift innovations have the same law
     expected = b.astype(np.complex64)[np.ix_([3, 0, 4], [3, 0])]  # rows of ids 12, 70, 9; cols of 6, 300
     np.testing.assert_array_equal(tm.block(), expected)
     np.testing.assert_array_equal(tm.block(slice(1, 3), slice(0, 1)), expected[1:3, 0:1])
@@ -87,7 +92,7 @@ def test_transmission_matrix_refuses_pixels_features_and_macro_pixels_it_does_no
     with pytest.raises(opu.ConfigError, match=(
             r"^1 of the 4 features are outside the 4 recovered features: use at most that many "
             r"features, with the retrieval's input ROI$")):
-        med.transmission_matrix(0, pix, np.array([5, 6, 77, 8]), 2)
+        med.transmission_matrix(0, pix, np.array([300, 6, 77, 8]), 2)  # the first column is not missing
     with pytest.raises(opu.ConfigError, match=(
             r"^the recovered medium was measured with 2-mirror macro-pixels; a device with 3-mirror "
             r"macro-pixels has other columns$")):
