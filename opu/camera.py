@@ -223,22 +223,37 @@ class Camera:
         np.put(block.reshape(-1), idx, res[:k])
 
 
-def _row_bucket(rows: int, m: int, chunk: int) -> int:
-    """Rows a chunk of ``rows`` frames of m pixels is padded to: ``chunk`` itself, or the smallest
-    ``r0 * 4^k`` >= rows, r0 the power of two giving at least 2^16 values (capped at ``chunk``).
+def _half_octaves(lo: int, hi: int) -> tuple[int, ...]:
+    """``lo * 2^k`` and ``lo * 3 * 2^(k-1)`` (where whole) from ``lo`` up to ``hi``, then ``hi``.
 
-    Few shapes (each compilation of the camera kernel costs about a second) for little padding
-    (a 2^16-value call costs ~0.1 ms)."""
+    Padding to the next of these costs at most 1.5x the values (x4 steps cost up to 4x: a DFA step's
+    72 frames were padded to 256); twice as many compiled shapes, each compiled once per process."""
+    sizes = {hi}
+    size = lo
+    while size < hi:
+        sizes.add(size)
+        if (3 * size) % 2 == 0 and 3 * size // 2 < hi:
+            sizes.add(3 * size // 2)
+        size *= 2
+    return tuple(sorted(sizes))
+
+
+def _row_bucket(rows: int, m: int, chunk: int) -> int:
+    """Rows a chunk of ``rows`` frames of m pixels is padded to: ``chunk`` itself, or the smallest of
+    :func:`_half_octaves` from r0 >= rows, r0 the power of two giving at least 2^16 values (capped
+    at ``chunk``).
+
+    Few shapes (each compilation of the camera kernel costs 0.05-1 s) for little padding (at most
+    1.5x above r0 rows; a 2^16-value call costs ~0.1 ms)."""
     if rows >= chunk:
         return chunk
-    size = min(chunk, 1 << max(0, math.ceil(math.log2(max(1, MIN_CALL_VALUES // m)))))
-    while size < rows:
-        size *= 4
-    return min(size, chunk)
+    r0 = min(chunk, 1 << max(0, math.ceil(math.log2(max(1, MIN_CALL_VALUES // m)))))
+    return next(s for s in _half_octaves(r0, chunk) if s >= rows)
 
 
-#: sizes of the exact-kernel calls: the largest one for the bulk, the smaller ones for the rest
-EXACT_SIZES = (1 << 12, 1 << 14, EXACT_CHUNK)
+#: sizes of the exact-kernel calls: the largest one for the bulk, the smaller ones (within 1.5x of
+#: each other) for the rest
+EXACT_SIZES = _half_octaves(1 << 12, EXACT_CHUNK)
 
 
 def _exact_pieces(n: int) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import partial
+from functools import cache, partial
 from typing import Literal
 
 import jax
@@ -33,9 +33,11 @@ from .sharded import sharded_field
 from .structured import StructuredMedium
 from .timing import DeviceClock
 
-#: CPU backend: the dense GEMM X W runs in numpy's BLAS instead of XLA (see ``_intensity_dense_host``);
-#: accelerators always use XLA. Frames agree to float32 rounding of the GEMM, which no promise covers.
-HOST_BLAS_ON_CPU = True
+#: CPU backend: whether the dense GEMM X W runs in numpy's BLAS instead of XLA (see
+#: ``_intensity_dense_host``): True or False forces it; None (default) asks :func:`host_blas_full_width`,
+#: once per process. Accelerators always use XLA. Frames agree to float32 rounding of the GEMM, which
+#: no promise covers.
+HOST_BLAS_ON_CPU: bool | None = None
 #: ... for GEMMs of at least this many multiply-adds: below it XLA's GEMM is as fast, and the BLAS
 #: threads' spin-wait after a call slows the JAX kernels that follow (measured on the DFA step).
 HOST_BLAS_MIN_MACS = 1 << 28
@@ -88,6 +90,50 @@ def _intensity_dense_host(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     np.multiply(im, im, out=im)
     re += im
     return re
+
+
+#: OpenBLAS core types (as ``openblas_get_corename`` names them) whose SGEMM kernels use AVX-512
+_OPENBLAS_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU runs AVX-512F, as numpy's own run-time CPU dispatch detected it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # a numpy without the table: assume the narrower vectors
+        return False
+    return bool(features.get("AVX512F"))
+
+
+def _numpy_openblas_cores() -> list[str]:
+    """The core types of the OpenBLAS libraries numpy loaded (lower case; [] for another BLAS)."""
+    from threadpoolctl import threadpool_info
+
+    found = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    own = [i for i in found if "numpy" in str(i.get("filepath", ""))] or found
+    return [str(i.get("architecture") or "").lower() for i in own]
+
+
+@cache
+def host_blas_full_width() -> bool:
+    """Whether numpy's BLAS runs GEMM kernels as wide as this CPU's vectors (decides
+    ``HOST_BLAS_ON_CPU=None``; computed once per process, from no timing, so the choice and the
+    frames' rounding are the same in every run on a machine).
+
+    False only when numpy's BLAS is OpenBLAS running AVX2 kernels on an AVX-512 CPU - a CPU its
+    build does not know, or ``OPENBLAS_CORETYPE=Haswell`` in the environment, as on the AMD EPYC
+    machines this project runs on: there XLA's GEMM, compiled for the CPU it runs on, took 0.143 s
+    against OpenBLAS's 0.256 s for (1000, 4096) x (4096, 8192) (docs/physics.md). MKL, Apple's
+    Accelerate and OpenBLAS with matching kernels are kept: they were as fast as XLA or faster.
+    """
+    if not _cpu_has_avx512():
+        return True
+    cores = _numpy_openblas_cores()
+    return all(c in _OPENBLAS_AVX512_CORES for c in cores)
+
+
+def _host_blas_on_cpu() -> bool:
+    return host_blas_full_width() if HOST_BLAS_ON_CPU is None else bool(HOST_BLAS_ON_CPU)
 
 
 def _on_cpu(a: jax.Array) -> bool:
@@ -297,7 +343,7 @@ class Simulator:
         if self.tm_mode == "dense" and not self._halo and not self._use_lit_columns(x):
             b = x.shape[0]
             w = self.medium.w
-            if HOST_BLAS_ON_CPU and b * x.shape[1] * w.shape[1] >= HOST_BLAS_MIN_MACS and _on_cpu(w):
+            if _host_blas_on_cpu() and b * x.shape[1] * w.shape[1] >= HOST_BLAS_MIN_MACS and _on_cpu(w):
                 return _intensity_dense_host(x.astype(np.float32), np.asarray(w))
             # converted on the host and short batches padded to a few row counts: eager device
             # conversions and new GEMM shapes would each cost a compilation

@@ -26,6 +26,9 @@ def test_import_layers_are_respected():
 OPU_ALLOWED_IMPORTS = frozenset({
     "__future__", "abc", "collections", "dataclasses", "enum", "functools", "itertools", "math",
     "numbers", "operator", "typing", "warnings", "numpy", "jax", "pydantic", "scipy",
+    # which BLAS numpy loaded and its kernels (opu.model.host_blas_full_width): it inspects the
+    # libraries in memory, no file or network I/O
+    "threadpoolctl",
 })
 #: builtins that read, write or load code
 OPU_FORBIDDEN_CALLS = frozenset({"open", "input", "print", "exec", "eval", "compile", "__import__",

@@ -1,4 +1,5 @@
-"""The dense GEMM on a CPU backend (issue 17): large GEMMs run in numpy's BLAS, small ones in XLA.
+"""The dense GEMM on a CPU backend (issue 17): large GEMMs run in numpy's BLAS when its kernels are as
+wide as the CPU's vectors, otherwise (and for small GEMMs) in XLA.
 
 Both must give the ideal device's documented frames, ``photons_per_mirror_us * exposure_us * |Bx|^2``
 with B from the medium's W, recomputed here in float64 (independent of either float32 GEMM), and the
@@ -6,6 +7,11 @@ switch between them must change nothing but float32 rounding.
 """
 
 from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,8 +39,42 @@ def _expected(sim, x) -> np.ndarray:
 
 
 def test_threshold_sends_this_batch_to_the_host_blas():
-    assert om.HOST_BLAS_ON_CPU
     assert B * N * 2 * M >= om.HOST_BLAS_MIN_MACS > (B // 2) * N * 2 * M
+
+
+@pytest.mark.parametrize("avx512, cores, host", [
+    (True, ["haswell"], False),  # AVX2 kernels on an AVX-512 CPU: XLA's GEMM
+    (True, ["zen"], False),
+    (True, ["skylakex"], True),
+    (True, ["sapphirerapids"], True),
+    (True, ["skylakex", "haswell"], False),  # numpy's BLAS would be the narrow one of two
+    (True, [], True),  # not OpenBLAS (MKL, Accelerate): kept
+    (False, ["haswell"], True),  # an AVX2 CPU: its kernels are full width
+    (False, ["neoversen1"], True),
+])
+def test_the_gemm_engine_follows_the_width_of_numpys_blas_kernels(avx512, cores, host, monkeypatch):
+    om.host_blas_full_width.cache_clear()
+    monkeypatch.setattr(om, "_cpu_has_avx512", lambda: avx512)
+    monkeypatch.setattr(om, "_numpy_openblas_cores", lambda: cores)
+    try:
+        assert om.host_blas_full_width() is host
+        monkeypatch.setattr(om, "HOST_BLAS_ON_CPU", None)
+        assert om._host_blas_on_cpu() is host
+        monkeypatch.setattr(om, "HOST_BLAS_ON_CPU", not host)  # a forced choice wins
+        assert om._host_blas_on_cpu() is (not host)
+    finally:
+        om.host_blas_full_width.cache_clear()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 OpenBLAS core names")
+@pytest.mark.parametrize("coretype", ["Haswell", "SkylakeX"])
+def test_openblas_core_type_is_read_from_the_loaded_library(coretype):
+    """OpenBLAS takes ``OPENBLAS_CORETYPE`` when it loads: the detection must report that core."""
+    code = "import opu.model as m; print(','.join(m._numpy_openblas_cores()))"
+    env = {**os.environ, "OPENBLAS_CORETYPE": coretype, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == coretype.lower()
 
 
 @pytest.mark.parametrize("host", [True, False])
