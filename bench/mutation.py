@@ -74,8 +74,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "privacy": ("host/privacy", ["tests/privacy/test_prv_accountant.py",
                                  "tests/privacy/test_prv_mechanism.py", "tests/privacy/test_prv_certify.py",
                                  "tests/privacy/test_prv_audit.py", "tests/privacy/test_prv_step.py",
-                                 "tests/privacy/test_prv_plan.py"]),
-    "tm": ("host/tm", ["tests/tm/test_tm_retrieval.py"]),
+                                 "tests/privacy/test_prv_plan.py", "tests/privacy/test_prv_units.py"]),
+    "tm": ("host/tm", ["tests/tm/test_tm_retrieval.py", "tests/tm/test_tm_units.py"]),
 }
 
 

@@ -116,11 +116,13 @@ def twin_config(tm: RecoveredTM, camera: CameraEstimate | None = None,
         if camera is None:
             raise ValueError("twin_config needs a camera estimate or a calibration twin")
         k_sys = camera.system_gain_dn_per_e
+        # the twin's black level lies in [0, ADC max]; its full well spans the range above *that* level
+        black = min(max(camera.black_level_dn, 0.0), adc_max)
         cam_fields.update(quantum_efficiency=QE_ASSUMED, dark_current_e_per_s=0.0,
                           read_noise_e=camera.read_noise_e,
-                          full_well_e=1.05 * max(adc_max - camera.black_level_dn, 1.0) / k_sys,
+                          full_well_e=1.05 * max(adc_max - black, 1.0) / k_sys,
                           gain_dn_per_e=k_sys / 10 ** (gain_db / 20),
-                          black_level_dn=min(max(camera.black_level_dn, 0.0), adc_max), dsnu_e=camera.dsnu_e)
+                          black_level_dn=black, dsnu_e=camera.dsnu_e)
         fluct = min(camera.laser_fluctuation_rel, 0.5)
         step = 1.0
     qe = cam_fields["quantum_efficiency"]
