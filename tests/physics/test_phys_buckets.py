@@ -41,6 +41,8 @@ def test_half_octave_sizes():
     assert _half_octaves(64, 512) == (64, 96, 128, 192, 256, 384, 512)
     assert _half_octaves(1, 8) == (1, 2, 3, 4, 6, 8)  # 1.5 is not a row count
     assert _half_octaves(8, 100) == (8, 12, 16, 24, 32, 48, 64, 96, 100)
+    assert _half_octaves(4, 40) == (4, 6, 8, 12, 16, 24, 32, 40)  # 48 would pass the end
+    assert _half_octaves(5, 40) == (5, 10, 15, 20, 30, 40)  # 7.5 is not a row count either
     assert EXACT_SIZES == (4096, 6144, 8192, 12288, 16384, 24576, 32768, 49152, EXACT_CHUNK)
 
 
@@ -49,6 +51,7 @@ def test_camera_row_buckets_are_few_and_cover_every_batch(m):
     chunk = max(1, 1 << math.floor(math.log2(max(1, CHUNK_VALUES // m))))
     sizes = {_row_bucket(rows, m, chunk) for rows in range(1, chunk + 1)}
     assert all(_row_bucket(r, m, chunk) >= r for r in range(1, chunk + 1))
+    assert all(_row_bucket(s, m, chunk) == s for s in sizes)  # a batch of a bucket's size is not padded
     assert max(sizes) == chunk
     # half octaves from about MIN_CALL_VALUES values up to the chunk: two per doubling, plus the ends
     assert len(sizes) <= 2 + 2 * math.ceil(math.log2(max(1, CHUNK_VALUES / MIN_CALL_VALUES)))

@@ -1210,3 +1210,40 @@ def test_plan_text_credits_sqrt_b_from_a_batch_of_two():
     p = _plan(PrivacyConfig(epsilon=8.0), z_fixed=1.5, batch_size=2)
     assert p.b_agg == 2
     assert p.text().split("\n")[5] == "  effective noise multiplier z = 1.5 (sqrt(b) = 1.4 credit), q = 1"
+
+
+def test_calibrate_z_accepts_a_target_met_exactly_at_the_upper_bracket():
+    # epsilon(z_hi) == target: z_hi qualifies (the search is for epsilon <= target), nothing is refused
+    q, n = 0.01, 50
+    target = acc.epsilon(acc.Composition(2.0, q, n), 1e-5, "rdp")
+    z = acc.calibrate_z(target, 1e-5, q, n, "rdp", z_hi=2.0)
+    assert z <= 2.0 and acc.epsilon(acc.Composition(z, q, n), 1e-5, "rdp") <= target
+    assert z >= 2.0 * math.exp(-2e-4)  # epsilon decreases in z: nothing much below z_hi meets it
+
+
+def test_encode_error_takes_labels_stored_as_floats():
+    # labels read from a float array (e.g. a dataset column) index the classes as integers
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    c = 4
+    p = np.full((3, c), 0.25)
+    y = np.array([0, 2, 3])
+    e = p - np.eye(c)[y]
+    np.testing.assert_array_equal(encode_error(e, y.astype(np.float64), rng_a), encode_error(e, y, rng_b))
+    t = encode_error(e, y.astype(np.float64), np.random.default_rng(4))
+    # each row: 0, or +1 on a wrong class and -1 on the label
+    for row, label in zip(t, y, strict=True):
+        assert row.sum() == 0 and (row[label] in (0.0, -1.0)) and np.abs(row).sum() in (0.0, 2.0)
+
+
+def test_reference_conversion_refuses_curves_of_another_length():
+    with pytest.raises(ValueError):
+        ref.epsilon_from_rdp([0.1, 0.2], [2.0, 3.0, 4.0], 1e-5)
+
+
+def test_session_resumed_exactly_at_the_target_is_not_over_budget():
+    # the stored z reaches the target exactly after the planned epochs: no "would exceed" note
+    z = 1.7
+    target = acc.epsilon(acc.Composition(z, 1.0, 2), DELTA, "rdp")
+    s, _ = _digital_session(PrivacyConfig(epsilon=target, aggregation="sample"), stored={"z": z})
+    assert s.plan.eps_rdp == target
+    assert s.plan.notes == ["resumed run: keeps the stored noise multiplier z = 1.7"]

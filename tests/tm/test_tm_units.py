@@ -1210,6 +1210,19 @@ def test_refresh_re_retrieves_below_the_threshold(tmp_path, monkeypatch, fake_ba
     assert json.loads(msgs[-1]) == {"refreshed": True, "previous": str(backup)}
 
 
+def test_a_refresh_with_a_calibration_writes_its_camera_into_the_twin(tmp_path):
+    dev = _noiseless_device(seed=10)
+    retrieve_tm(dev, make_plan(5, anchors=3), tmp_path, progress=False, echo=None)
+    cal = opu.realistic(seed=1, n_outputs=64).replace(camera={"read_noise_e": 4.25},
+                                                      medium={"drift_time_constant_s": 700.0})
+    outcome = refresh(dev, tmp_path, 0.999999, n_probes=8, progress=False, calibration=cal, twin_seed=31,
+                      echo=None)
+    assert outcome.refreshed is True
+    cfg = opu.OPUConfig.model_validate_json((tmp_path / "twin.json").read_text())
+    # the calibration's figures, not the camera fit of the frames (a noiseless device: read noise ~0)
+    assert cfg.camera.read_noise_e == 4.25 and cfg.medium.drift_time_constant_s == 700.0 and cfg.seed == 31
+
+
 def test_a_failed_refresh_restores_the_previous_file(tmp_path, monkeypatch):
     dev = _noiseless_device(seed=11)
     retrieve_tm(dev, make_plan(5, anchors=3), tmp_path, progress=False, echo=None)
@@ -1411,3 +1424,32 @@ def test_camera_from_frames_without_bright_patterns():
     cam = camera_from_frames(y, layout, 255.0)
     assert cam.laser_fluctuation_rel == 0.0 and cam.black_level_dn == 8.0
     assert cam.system_gain_dn_per_e == 1e-6  # no temporal variance at all: the floor
+
+
+@pytest.mark.parametrize("n_bright", [2, 3])
+def test_camera_from_frames_estimates_the_laser_from_three_bright_patterns_or_more(n_bright):
+    # pairs with a zero pixel sum (opposite signs) plus n_bright uniformly lit ones: one identical in
+    # both repeats, the others 1.5x brighter in the second (a laser change of 50 %); a variance of the
+    # log ratio needs at least three of them, so two give no laser estimate at all
+    plan = make_plan(2, anchors=4, anchor_features=4, signals=2, dark_repeats=4)
+    _, layout = build_patterns(plan)
+    m = 64
+    y = np.full((plan.frames, m), 8.0)
+    y[layout.dark] += np.array([0.5, -0.5, 0.5, -0.5])[:, None]
+    sign = np.where(np.arange(m) % 2 == 0, 1.0, -1.0)
+    level = 1.0 + np.arange(plan.anchor_pairs)[:, None] * np.ones(m)
+    first, last = 8.0 + sign * level, 8.0 + sign * level
+    first[:n_bright] = 8.0 + 10.0
+    last[:n_bright] = 8.0 + 10.0 * np.array([1.0] + [1.5] * (n_bright - 1))[:, None]
+    y[layout.anchor_first[0]] = first
+    y[layout.anchor_last[0]] = last
+    cam = camera_from_frames(y, layout, 255.0)
+    if n_bright == 2:
+        assert cam.laser_fluctuation_rel == 0.0
+    else:
+        # log ratios 0, ln(1/1.5), ln(1/1.5); the repeats' pixel variance (10 vs 15 DN: 12.5 DN^2 a
+        # pixel for the changed pairs) over the squared mean sum is the shot part, 2 x its mean subtracted
+        lr = np.log([1.0, 1 / 1.5, 1 / 1.5])
+        shot = np.array([0.0, 12.5 * m / (12.5 * m) ** 2, 12.5 * m / (12.5 * m) ** 2])
+        want = math.sqrt((np.var(lr) - 2 * shot.mean()) / 2)
+        assert cam.laser_fluctuation_rel == pytest.approx(want, rel=1e-9)
