@@ -1410,17 +1410,23 @@ def test_camera_from_frames_on_exact_photon_transfer_data():
     assert cam2.black_level_dn == pytest.approx(np.round(y[layout.dark]).mean(), rel=1e-12)
 
 
-def test_camera_from_frames_without_bright_patterns():
-    # no anchor pattern has a positive pixel sum in both repeats: no laser estimate (0), the fit still runs
+def _zero_sum_frames(m=64):
+    """Frames on a black level of 8 DN whose anchor pairs all have a pixel sum of exactly 0 above it
+    (opposite signs on alternate pixels, the same in both repeats): (frames, layout, first, last)."""
     plan = make_plan(2, anchors=4, anchor_features=4, signals=2, dark_repeats=4)
     _, layout = build_patterns(plan)
-    m = 64
     y = np.full((plan.frames, m), 8.0)
     y[layout.dark] += np.array([0.5, -0.5, 0.5, -0.5])[:, None]
     sign = np.where(np.arange(m) % 2 == 0, 1.0, -1.0)
     level = 1.0 + np.arange(plan.anchor_pairs)[:, None] * np.ones(m)
-    y[layout.anchor_first[0]] = 8.0 + sign * level  # pixel sums exactly 0
-    y[layout.anchor_last[0]] = 8.0 + sign * level
+    return y, layout, 8.0 + sign * level, 8.0 + sign * level
+
+
+def test_camera_from_frames_without_bright_patterns():
+    # no anchor pattern has a positive pixel sum in both repeats: no laser estimate (0), the fit still runs
+    y, layout, first, last = _zero_sum_frames()
+    y[layout.anchor_first[0]] = first
+    y[layout.anchor_last[0]] = last
     cam = camera_from_frames(y, layout, 255.0)
     assert cam.laser_fluctuation_rel == 0.0 and cam.black_level_dn == 8.0
     assert cam.system_gain_dn_per_e == 1e-6  # no temporal variance at all: the floor
@@ -1431,14 +1437,8 @@ def test_camera_from_frames_estimates_the_laser_from_three_bright_patterns_or_mo
     # pairs with a zero pixel sum (opposite signs) plus n_bright uniformly lit ones: one identical in
     # both repeats, the others 1.5x brighter in the second (a laser change of 50 %); a variance of the
     # log ratio needs at least three of them, so two give no laser estimate at all
-    plan = make_plan(2, anchors=4, anchor_features=4, signals=2, dark_repeats=4)
-    _, layout = build_patterns(plan)
     m = 64
-    y = np.full((plan.frames, m), 8.0)
-    y[layout.dark] += np.array([0.5, -0.5, 0.5, -0.5])[:, None]
-    sign = np.where(np.arange(m) % 2 == 0, 1.0, -1.0)
-    level = 1.0 + np.arange(plan.anchor_pairs)[:, None] * np.ones(m)
-    first, last = 8.0 + sign * level, 8.0 + sign * level
+    y, layout, first, last = _zero_sum_frames(m)
     first[:n_bright] = 8.0 + 10.0
     last[:n_bright] = 8.0 + 10.0 * np.array([1.0] + [1.5] * (n_bright - 1))[:, None]
     y[layout.anchor_first[0]] = first
