@@ -76,6 +76,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                  "tests/privacy/test_prv_audit.py", "tests/privacy/test_prv_step.py",
                                  "tests/privacy/test_prv_plan.py", "tests/privacy/test_prv_units.py"]),
     "tm": ("host/tm", ["tests/tm/test_tm_retrieval.py", "tests/tm/test_tm_units.py"]),
+    # the optical layer in the forward path and the attacks that judge it: a wrong surrogate or a
+    # lax attack reports robustness that is not there
+    "robust": ("host/robust", ["tests/robust/test_optical.py", "tests/robust/test_attacks.py",
+                               "tests/robust/test_adversarial_training.py",
+                               "tests/robust/test_cnn_opu_training.py", "tests/robust/test_cli.py"]),
 }
 
 

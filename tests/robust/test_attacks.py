@@ -80,3 +80,33 @@ def test_attack_refusals(tiny):
         atk.pgd(t, x, y, 2.0)
     with pytest.raises(atk.AttackError, match="steps"):
         atk.pgd(t, x, y, 0.1, steps=0)
+
+
+def test_pgd_random_start_is_uniform_in_the_ball_entry_by_entry():
+    # a flat loss (zero gradient) leaves PGD at its random start: i.i.d. U(-eps, eps) per entry
+    eps, b, d = 0.1, 40, 50
+    x = np.full((b, d), 0.5, np.float32)  # far from the box edges: no clipping
+    flat = atk.Target(predict=lambda z: np.zeros((len(z), 10)), grad=lambda z, y: np.zeros_like(z))
+    delta = (atk.pgd(flat, x, np.zeros(b, int), eps, steps=1, seed=3) - x).astype(np.float64).ravel()
+    n = delta.size
+    assert np.abs(delta).max() <= eps + 1e-7
+    assert abs(delta.mean()) < 5 * eps / np.sqrt(3 * n)
+    assert delta.var() == pytest.approx(eps**2 / 3, rel=5 * np.sqrt(0.8 / n))  # Var U^2 = 4 eps^4 / 45
+    assert len(np.unique(delta)) > 0.99 * n  # not one offset shared by every entry
+
+
+def test_chunked_passes_the_target_and_the_labels_of_each_chunk():
+    seen = []
+
+    def attack(target, x, y, eps, scale):
+        seen.append((target, x.copy(), y.copy(), eps))
+        return x + scale * y[:, None]
+
+    tgt = atk.Target(predict=lambda z: z)
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    y = np.array([1, 2, 3, 4, 5])
+    out = atk.chunked(attack, tgt, x, y, 0.25, chunk=2, scale=10.0)
+    np.testing.assert_array_equal(out, x + 10.0 * y[:, None])
+    assert [len(s[1]) for s in seen] == [2, 2, 1]
+    assert all(s[0] is tgt and s[3] == 0.25 for s in seen)
+    np.testing.assert_array_equal(np.concatenate([s[2] for s in seen]), y)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from host.robust.finetune import load_backbone, load_run_params
+from host.train.checkpoint import CheckpointError
 from host.train.trainer import TrainConfig, TrainingError, train
 
 TINY = dict(dataset="digits", input_scale="pixels", channels=(4,), dense_width=16, batch_size=64,
@@ -55,6 +56,16 @@ def test_init_from_copies_the_backbone_and_keeps_a_fresh_readout(runs):
     got = load_backbone(root / "bp", fresh)
     np.testing.assert_array_equal(np.asarray(got["conv1"]["w"]), np.asarray(src["conv1"]["w"]))
     np.testing.assert_array_equal(np.asarray(got["out"]["w"]), 1.0)
+    # a layer the source run does not have, and a shape it does not match, are named
+    with pytest.raises(CheckpointError) as err:
+        load_backbone(root / "bp", {**fresh, "conv9": {"w": np.zeros(3)}})
+    assert str(err.value) == f"{root / 'bp'} has no layer 'conv9' (it has {sorted(src)})"
+    w = src["dense"]["w"]
+    wider = (w.shape[0] + 1, w.shape[1])
+    with pytest.raises(CheckpointError) as err:
+        load_backbone(root / "bp", {**fresh, "dense": {**fresh["dense"], "w": np.zeros(wider)}})
+    assert str(err.value) == (f"{root / 'bp'}: dense.w is {w.shape}, the cnn-opu needs {wider} "
+                              "(use the same --channels and --dense-width)")
 
 
 def test_cnn_opu_refuses_optical_dfa(tmp_path):
@@ -73,3 +84,79 @@ def test_cnn_opu_points_follow_cnn_feedback(placement, names):
     x = task.example().inputs
     layout = discover_points(task.model.apply, task.model.init(jax.random.PRNGKey(0)), x)
     assert layout.names == names and layout.sizes[-1] == 16
+
+
+def _bp_accuracy(run_dir, x, y):
+    """Accuracy of a ``--model cnn`` run on (x, y), computed here from its checkpoint."""
+    import jax.numpy as jnp
+
+    from host.train.tasks import build_task
+
+    params, cfg = load_run_params(run_dir)
+    logits = np.asarray(build_task(cfg).model.apply(params, jnp.asarray(x)))
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+def test_evaluate_runs_every_attack_and_writes_its_report(runs, tmp_path):
+    from host.robust.evaluate import EvalConfig, evaluate
+    from host.train.tasks import build_task
+
+    root, tcfg, _ = runs
+    n = 20
+    logs: list[str] = []
+    cfg = EvalConfig(eps=(0.1,), n_samples=n, pgd_steps=3, square_queries=20, hsj_samples=3, hsj_iter=1,
+                     hsj_max_eval=20, pr_anchors=(3,))
+    rep = evaluate(root / "opu", cfg, out=tmp_path, log=logs.append)
+    assert json.loads((tmp_path / "robustness.json").read_text()) == json.loads(json.dumps(rep))
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000
+    data = build_task(tcfg).data  # the run's own test split, in pixels
+    x, y = data.x_test[:n], data.y_test[:n]
+    bp_acc = _bp_accuracy(root / "bp", x, y)
+    assert rep["natural"]["bp"] == bp_acc
+    assert logs[0] == f"natural accuracy on {n} test images: bp {bp_acc:.3f}, opu {rep['natural']['opu']:.3f}"
+    # every attack of the issue, on both models where it applies, as accuracies of n (hsj: 3) images
+    assert set(rep["bp"]) == {"fgsm", "pgd", "square"}  # the decision-based attack judges the defence only
+    assert set(rep["opu"]) == {"fgsm_random", "fgsm_bpda", "pgd_random", "pgd_bpda", "transfer", "pr_S3",
+                               "square", "hsj"}
+    for who in ("bp", "opu"):
+        for name, by_eps in rep[who].items():
+            assert list(by_eps) == ["0.1"]
+            k = 3 if name == "hsj" else n
+            assert 0 <= by_eps["0.1"] <= 1 and abs(by_eps["0.1"] * k - round(by_eps["0.1"] * k)) < 1e-9
+    assert rep["bp"]["pgd"]["0.1"] <= bp_acc
+    # the phase-retrieval attacker's matrix: S = 3 anchors on 16 features, 8 + 2 x 6 + 32 x 4 frames
+    assert rep["pr_quality"]["S3"]["anchors"] == 3 and rep["pr_quality"]["S3"]["frames"] == 148
+    assert logs[1].startswith("TM retrieval S=3: 148 frames, prediction correlation ")
+    # the gradient-masking checks, each with its two-standard-error tolerance
+    san = rep["sanity"]
+    assert set(san) == {"undefended_to_zero", "defended_to_zero_at_large_eps", "black_box_not_better_bp",
+                        "black_box_not_better_opu", "more_steps_bp", "more_steps_opu_random",
+                        "more_steps_opu_bpda", "more_steps_opu_pr_S3"}
+    bb = san["black_box_not_better_bp"]
+    assert bb["tolerance"] == max(0.02, 2 * np.sqrt(max(bb["best_white_box"] * (1 - bb["best_white_box"]),
+                                                        0.01) / n))
+    assert bb["passed"] == (bb["best_black_box"] >= bb["best_white_box"] - bb["tolerance"])
+    ms = san["more_steps_bp"]
+    assert ms["passed"] == (ms["acc_6"] <= ms["acc_3"] + ms["tolerance"])
+    assert rep["sanity_checks_passed"] == all(v["passed"] for v in san.values())
+    verdicts = ", ".join(f"{k} {'ok' if v['passed'] else 'FAILED'}" for k, v in san.items())
+    assert logs[-1] == "sanity: " + verdicts
+    assert (rep["n_samples"], rep["hsj_samples"], rep["eps"], rep["pgd_steps"]) == (n, 3, [0.1], 3)
+    assert rep["attacks"] == ["fgsm", "pgd", "transfer", "square", "hsj", "pr"]
+    assert rep["device"] == "sim" and rep["device_frames"] > 0 and rep["wall_s"] > 0
+    assert rep["baseline"] == str(root / "bp") and rep["dataset"] == "digits"
+
+
+def test_evaluate_takes_at_most_the_test_split_and_names_bad_runs(runs, tmp_path):
+    from host.robust.evaluate import EvalConfig, RobustnessError, evaluate
+    from host.train.tasks import build_task
+
+    root, tcfg, _ = runs
+    rep = evaluate(root / "opu", EvalConfig(eps=(0.05,), attacks=("fgsm",), n_samples=100_000), out=tmp_path,
+                   log=lambda s: None)
+    data = build_task(tcfg).data
+    assert rep["n_samples"] == len(data.y_test) == 359  # 20 % of the 1797 digits
+    assert rep["natural"]["bp"] == _bp_accuracy(root / "bp", data.x_test, data.y_test)
+    with pytest.raises(RobustnessError) as err:
+        evaluate(root / "bp", EvalConfig(), out=tmp_path)
+    assert str(err.value) == f"{root / 'bp'} is a --model cnn run; opu robustness evaluates cnn-opu runs"
