@@ -110,3 +110,26 @@ def test_chunked_passes_the_target_and_the_labels_of_each_chunk():
     assert [len(s[1]) for s in seen] == [2, 2, 1]
     assert all(s[0] is tgt and s[3] == 0.25 for s in seen)
     np.testing.assert_array_equal(np.concatenate([s[2] for s in seen]), y)
+
+
+def test_pgd_random_start_follows_its_seed():
+    flat = atk.Target(predict=lambda z: np.zeros((len(z), 10)), grad=lambda z, y: np.zeros_like(z))
+    x = np.full((4, 30), 0.5, np.float32)
+    y = np.zeros(4, int)
+    a, b = (atk.pgd(flat, x, y, 0.1, steps=1, seed=s) for s in (11, 11))
+    np.testing.assert_array_equal(a, b)
+    # the start is the seed's uniform draw, projected (here: never clipped)
+    want = x + np.random.default_rng(11).uniform(-0.1, 0.1, x.shape)
+    np.testing.assert_allclose(a, want.astype(np.float32), atol=1e-7)
+    assert not np.array_equal(a, atk.pgd(flat, x, y, 0.1, steps=1, seed=12))
+
+
+def test_worst_case_is_the_lowest_defended_accuracy_at_that_eps():
+    from host.robust.evaluate import worst_case
+
+    rep = {"opu": {"pgd_random": {"0.1": 0.4, "0.2": 0.1}, "transfer": {"0.1": 0.3}, "hsj": {"0.2": 0.05}},
+           "bp": {"pgd": {"0.1": 0.0}}}
+    assert worst_case(rep, 0.1) == (0.3, "transfer")  # the baseline's 0.0 does not count
+    assert worst_case(rep, 0.2) == (0.05, "hsj")
+    acc, name = worst_case(rep, 0.05)
+    assert np.isnan(acc) and name == ""

@@ -49,6 +49,12 @@ def test_forward_equals_the_devices_frames(layer):
 def test_forward_refuses_wrong_width(layer):
     with pytest.raises(OpticalLayerError, match=r"\(batch, 32\)"):
         layer.forward(np.zeros((2, N + 1)))
+    for bad in ((2, N + 1), (N,), (1, 2, N)):  # patterns of another width or rank, before any frame
+        before = layer.frames
+        with pytest.raises(OpticalLayerError) as err:
+            layer.acquire(np.zeros(bad, bool))
+        assert str(err.value) == f"the optical layer takes (batch, {N}) inputs, got {bad}"
+        assert layer.frames == before
 
 
 def _vjp(s: Surrogate, h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
