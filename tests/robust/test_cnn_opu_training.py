@@ -160,3 +160,26 @@ def test_evaluate_takes_at_most_the_test_split_and_names_bad_runs(runs, tmp_path
     with pytest.raises(RobustnessError) as err:
         evaluate(root / "bp", EvalConfig(), out=tmp_path)
     assert str(err.value) == f"{root / 'bp'} is a --model cnn run; opu robustness evaluates cnn-opu runs"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input_scale": "standardized"},
+     "{run} was trained on standardized inputs; L-inf attacks need pixels in [0, 1]: train with "
+     "--input-scale pixels"),
+    ({"init_from": None}, "no baseline: pass --baseline RUN (a --model cnn run), or evaluate a run trained "
+                          "with --init-from"),
+])
+def test_evaluate_refuses_runs_it_cannot_attack(runs, tmp_path, change, message):
+    import shutil
+
+    from host.robust.evaluate import EvalConfig, RobustnessError, evaluate
+
+    root, _, _ = runs
+    run = tmp_path / "edited"
+    shutil.copytree(root / "opu", run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(RobustnessError) as err:
+        evaluate(run, EvalConfig(), out=tmp_path / "out", log=lambda s: None)
+    assert str(err.value) == message.format(run=run)
+    assert not (tmp_path / "out").exists()  # refused before any frame or file
