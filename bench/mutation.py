@@ -81,6 +81,10 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "robust": ("host/robust", ["tests/robust/test_optical.py", "tests/robust/test_attacks.py",
                                "tests/robust/test_adversarial_training.py",
                                "tests/robust/test_cnn_opu_training.py", "tests/robust/test_cli.py"]),
+    # the Transformer scaling study (issue 10): a wrong FLOP count or envelope moves the fitted exponent that
+    # the frontier comparison of bp and DFA rests on, and still draws a straight line
+    "lm_flops": ("host/lm/flops.py", ["tests/lm/test_lm_model.py"]),
+    "lm_frontier": ("host/lm/frontier.py", ["tests/lm/test_lm_frontier.py"]),
 }
 
 

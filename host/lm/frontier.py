@@ -19,10 +19,11 @@ Axes
 
 Fit (per mode)
 --------------
-The frontier is the lower envelope of all points of a mode: a point belongs to it when no point
-with less or equal compute has lower loss. A power law ``L = a · C^(−α)`` is fitted to the frontier
-points by least squares on ``log L`` vs ``log C`` (Kaplan et al. 2020 eq. 1.4 without the
-irreducible term, which a CPU-sized sweep cannot resolve); ``α`` is the reported exponent.
+The frontier is the lower envelope of all points of a mode: a point belongs to it when every point
+with less or equal compute has a higher loss (of equal-loss points only the cheapest is kept). A power
+law ``L = a · C^(−α)`` is fitted to the frontier points by least squares on ``log L`` vs ``log C``
+(Kaplan et al. 2020 eq. 1.4 without the irreducible term, which a CPU-sized sweep cannot resolve);
+``α`` is the reported exponent.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def load_run(run_dir: str | Path) -> RunPoints:
 
 
 def lower_envelope(compute: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """Indices of the points on the lower envelope (no cheaper-or-equal point has lower loss)."""
+    """Indices of the points on the lower envelope (every other cheaper-or-equal point has a higher loss;
+    of identical points the first), in increasing compute."""
     order = np.lexsort((loss, compute))
     keep, best = [], math.inf
     for i in order:

@@ -10,7 +10,7 @@ line in ``OUT/metrics.jsonl``, an atomic checkpoint and ``OUT/curves.png``.
 Every metrics line carries the compute of its period: digital FLOPs (forward, backward, feedback;
 :mod:`host.lm.flops`), device frames, device time at the configured frame time, modeled device
 energy (device time × the device's electrical power) and host wall time; cumulative columns
-(``tokens``, ``flops_total``, ``device_time_s_total``, ``energy_j_total``, ``wall_s_total``) are what
+(``tokens``, ``flops_total``, ``device_time_s_total``, ``device_energy_j_total``, ``wall_s_total``) are what
 :mod:`host.lm.frontier` plots.
 
 The device is reached only through :class:`drivers.base.Device`; optical feedback reuses

@@ -165,3 +165,18 @@ def test_parameter_count_matches_the_pytree():
     n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(p))
     assert flops.parameter_count(24, 3, 10, 40)["total"] == n
     assert math.isclose(flops.parameter_count(24, 3, 10, 40)["non_embedding"], n - 40 * 24 - 10 * 24)
+
+
+@pytest.mark.parametrize(("mode", "parts"), [
+    # d=8, L=2, T=4, V=16: forward 3584 (see above); dfa's backward 2 x 3584 - (2 - 1) x 6 x 64,
+    # its feedback 2 V L d = 512; shallow's backward 2 d V = 256
+    ("bp", (3584, 7168, 0)),
+    ("dfa", (3584, 6784, 512)),
+    ("optical-dfa", (3584, 6784, 0)),
+    ("shallow", (3584, 256, 0)),
+])
+def test_every_mode_counts_all_three_parts_and_their_sum(mode, parts):
+    got = flops.training_flops_per_token(mode, 8, 2, 4, 16)
+    fwd, bwd, fb = parts
+    assert got.as_dict() == {"forward": fwd, "backward": bwd, "feedback": fb, "total": fwd + bwd + fb}
+    assert got.total == fwd + bwd + fb and all(type(v) is float for v in got.as_dict().values())

@@ -183,3 +183,98 @@ def test_evaluate_refuses_runs_it_cannot_attack(runs, tmp_path, change, message)
         evaluate(run, EvalConfig(), out=tmp_path / "out", log=lambda s: None)
     assert str(err.value) == message.format(run=run)
     assert not (tmp_path / "out").exists()  # refused before any frame or file
+
+
+def test_evaluate_checks_an_adversarially_trained_baseline_at_large_eps(runs, tmp_path):
+    import shutil
+
+    from host.robust.evaluate import EvalConfig, evaluate
+
+    root, _, _ = runs
+    base = tmp_path / "pgd_at"  # the same weights, declared as trained with PGD at eps 0.1
+    shutil.copytree(root / "bp", base)
+    cfg = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**cfg, "adv_train_eps": 0.1}))
+    ecfg = EvalConfig(eps=(0.01,), attacks=("pgd",), n_samples=20, pgd_steps=3)
+    rep = evaluate(root / "opu", ecfg, baseline=base, out=tmp_path / "out", log=lambda s: None)
+    assert rep["bp"]["pgd"]["0.01"] > 0.05  # holds at eps 0.01, as a robust baseline may
+    check = rep["sanity"]["undefended_to_zero"]
+    assert (check["eps"], check["note"]) == (0.5, "adversarially trained baseline: checked at large_eps")
+
+
+def test_task_example_has_one_measurement_row_per_image():
+    from host.train.tasks import build_task
+
+    cfg = TrainConfig(mode="dfa", model="cnn-opu", optical_outputs=48, **{**TINY, "batch_size": 24})
+    task = build_task(cfg)
+    x, y = task.example().inputs
+    assert x.shape[0] == 24 and y.shape == (24, 48) and y.dtype == np.float32 and not np.asarray(y).any()
+
+
+def test_attach_applies_stored_settings_without_acquiring(runs):
+    import drivers
+    from host.train.tasks import build_task
+
+    root, cfg, _ = runs
+    _, _, meta = load_run_params(root / "opu", with_meta=True)
+    stored = meta["device"]["settings"]
+    # settings auto-exposure would not choose: they must be applied as they are, with no frame taken
+    odd = {**stored, "exposure_us": stored["exposure_us"] / 3}
+    task = build_task(cfg)
+    dev = drivers.connect("sim")
+    try:
+        got = task.attach(dev, odd)
+        assert dev.frames_acquired == 0
+        assert got["exposure_us"] == odd["exposure_us"] and got["n_features"] == 16
+    finally:
+        dev.close()
+
+
+def test_evaluate_reuses_the_runs_stored_exposure(runs, tmp_path, monkeypatch):
+    from host.robust import optical
+    from host.robust.evaluate import EvalConfig, evaluate
+
+    root, _, _ = runs
+
+    def no_auto_exposure(*a, **k):
+        raise AssertionError("auto-exposure ran: the run's stored settings were not applied")
+
+    monkeypatch.setattr(optical, "auto_expose", no_auto_exposure)
+    rep = evaluate(root / "opu", EvalConfig(eps=(0.05,), attacks=("fgsm",), n_samples=8), out=tmp_path,
+                   log=lambda s: None)
+    assert rep["n_samples"] == 8
+
+
+class _CountingSteps:
+    """``Steps.evaluate`` stand-in: loss 2 a sample, correct where the label is 0, and the images seen."""
+
+    def __init__(self):
+        self.seen = []
+
+    def evaluate(self, params, b):
+        x, y_meas = b.inputs
+        self.seen.append((np.asarray(x), np.asarray(y_meas)))
+        y = np.asarray(b.y)
+        return 2.0 * len(y), float((y == 0).sum()), float(len(y))
+
+
+def test_task_evaluate_sums_over_chunks_with_measured_inputs(runs):
+    import drivers
+    from host.train.tasks import build_task
+
+    root, cfg, _ = runs
+    params, _, meta = load_run_params(root / "opu", with_meta=True)
+    task = build_task(cfg)
+    dev = drivers.connect("sim")
+    try:
+        task.attach(dev, meta["device"]["settings"])
+        steps = _CountingSteps()
+        got = task.evaluate(steps, params, chunk=100)
+    finally:
+        dev.close()
+    y = task.data.y_test
+    assert got == {"test_loss": 2.0, "test_accuracy": pytest.approx(float(np.mean(y == 0)))}
+    # 359 test images in chunks of 100, each with its measured optical output (64 pixels)
+    assert [len(x) for x, _ in steps.seen] == [100, 100, 100, 59]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in steps.seen]), task.data.x_test)
+    assert all(m.shape == (len(x), 64) and np.abs(m).max() > 0 for x, m in steps.seen)

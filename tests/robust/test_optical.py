@@ -115,3 +115,17 @@ def test_acquire_keeps_the_frame_dtype_and_chunks_large_batches(layer):
     assert np.abs(got.astype(np.float64) - ref).max() <= 2.5  # DN: the medium drifts slowly in between
     assert np.mean(got.astype(np.float64) == ref) > 0.9
 
+
+
+def test_attach_refuses_stored_settings_of_another_layer(layer):
+    stored = layer.settings
+    dev = drivers.connect("sim")
+    try:
+        for n_in, n_out in ((N + 1, M), (N, M // 2)):
+            with pytest.raises(OpticalLayerError) as err:
+                OpticalLayer.attach(dev, n_in, n_out, stored)
+            assert str(err.value) == (f"stored settings are for {N} features and {M} pixels, the layer needs "
+                                      f"{n_in} and {n_out}")
+        assert dev.frames_acquired == 0
+    finally:
+        dev.close()
