@@ -36,8 +36,8 @@ def laser_pattern_usable(n_pixels: int, total_dn: float, saturation_dn: float) -
             and total_dn / n_pixels > LASER_MIN_SIGNAL_FRACTION * saturation_dn)
 
 
-def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult, dict]:
-    """Measure and fit; returns the result and the raw per-exposure data the plots use."""
+def run_photon_transfer(s: Session, probe: Probe) -> PhotonTransferResult:
+    """Measure and fit (the figures a device cannot give are None, with a note saying why)."""
     plan = s.plan
     exposures = [float(np.clip(f * probe.unit_exposure_us, 1.0, 1e6)) for f in plan.ptc_levels]
     xs, vs, sat_pts, sat_raw, lin = [], [], [], [], []
@@ -120,7 +120,13 @@ def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult,
         dev_lv.append(100 * pred[m] / ref_sat)
         dev_v.append(100 * (x[m] - pred[m]) / pred[m])
     lb = bin_points(np.concatenate(dev_lv), np.concatenate(dev_v), np.linspace(5, 95, 10), min_count=10)
-    le_min_i, le_max_i = int(np.argmin(lb.y)), int(np.argmax(lb.y))
+    if lb.y.size:
+        le_min_i, le_max_i = int(np.argmin(lb.y)), int(np.argmax(lb.y))
+        lin_min = fig(float(lb.y[le_min_i]), float(lb.y_se[le_min_i]), "%")
+        lin_max = fig(float(lb.y[le_max_i]), float(lb.y_se[le_max_i]), "%")
+    else:  # e.g. the light fell after the probe: nothing to compare with a linear prediction
+        note = "no pixel between 5 and 95 % of saturation at the reference exposure"
+        lin_min, lin_max = fig(None, None, "%", note=note), fig(None, None, "%", note=note)
     # laser fluctuation (relative std of the common factor)
     if laser_est:
         est = np.array(laser_est)
@@ -153,13 +159,11 @@ def run_photon_transfer(s: Session, probe: Probe) -> tuple[PhotonTransferResult,
         ptc_offset_dn2=fig(c, c_se, "DN^2", note="sigma_y.dark^2 + K^2 I_dark t seen by the fit"),
         saturation_limited_by=limited,
         linearity_levels_pct=lb.x.tolist(), linearity_deviation_pct=lb.y.tolist(),
-        linearity_error_min_pct=fig(float(lb.y[le_min_i]), float(lb.y_se[le_min_i]), "%"),
-        linearity_error_max_pct=fig(float(lb.y[le_max_i]), float(lb.y_se[le_max_i]), "%"),
+        linearity_error_min_pct=lin_min, linearity_error_max_pct=lin_max,
         laser_fluctuation_rel=laser,
         responsivity_e_per_mirror_us=fig(resp, resp_se, "e-/(mirror us)",
                                          note="QE x photons per mirror per us"),
         speckle_grain_px=grain_fig, exposure_level_dn_per_us=rate,
         **res_fields,
     )
-    raw = {"points_signal_dn": x_all, "points_var_dn2": v_all}
-    return result, raw
+    return result

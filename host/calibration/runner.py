@@ -104,7 +104,7 @@ def calibrate(device: Device, out_dir: str | Path, plan: CalibrationPlan | None 
             raise _Noiseless
         report.dark = run_dark(s)
         save("dark")
-        report.photon_transfer, _ = run_photon_transfer(s, probe)
+        report.photon_transfer = run_photon_transfer(s, probe)
         ptc = report.photon_transfer
         K = ptc.system_gain_dn_per_e
         dark_in_electrons(report.dark, K.value, K.uncertainty, s.original.analog_gain_db, plan.dark_repeats)

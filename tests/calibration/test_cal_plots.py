@@ -7,6 +7,7 @@ legends. The figures are kept by wrapping the module's save helper (the PNGs are
 from __future__ import annotations
 
 import math
+import struct
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -72,7 +73,11 @@ def test_every_plot_is_written_and_returned(render, tmp_path):
     paths, figs = render(synthetic_report(), write=True)
     assert paths == [tmp_path / name for name in ALL]
     for p in paths:
-        assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        head = p.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        # written at 110 dpi: the PNG's width and height (its IHDR chunk) are the figure's inches x 110
+        w_in, h_in = figs[p.name].get_size_inches()
+        assert struct.unpack(">II", head[16:24]) == (round(w_in * 110), round(h_in * 110)), p.name
     assert sorted(figs) == sorted(ALL)
 
 

@@ -87,7 +87,7 @@ def staged():
 
     out.probe = stage("probe", run_probe, s)
     out.dark = stage("dark", run_dark, s)
-    out.ptc, _ = stage("photon_transfer", run_photon_transfer, s, out.probe)
+    out.ptc = stage("photon_transfer", run_photon_transfer, s, out.probe)
     k = out.ptc.system_gain_dn_per_e
     dark_in_electrons(out.dark, k.value, k.uncertainty, 0.0, plan.dark_repeats)
     out.sat_dn = out.ptc.saturation_dn.value
@@ -192,6 +192,49 @@ def test_probe_grows_the_macro_pixel_then_stays_linear():
     assert s.frames == 2 + 2 + 2 + 2 + 2 + 2  # dark, level, macro step, halving, saturation dark + frames
 
 
+
+def test_probe_keeps_its_exposure_with_exactly_5_percent_clipped():
+    """20 hot pixels of 400 sit at the ADC maximum in every frame: exactly 5 % of the level frames clip,
+    whatever the exposure. The probe halves the exposure only *above* 5 % (docs: "stay linear for the
+    slope"), so it keeps 400 us and goes straight to the saturation search."""
+    u = np.random.default_rng(3).uniform(0.5, 1.5, 400)  # 50-150 DN at 400 us: nothing else clips
+    hot = np.zeros(400, bool)
+    hot[::20] = True
+
+    def frames(st, x, rng):
+        y = 10.0 + rng.normal(0.0, 1.0, (len(x), 400))
+        y[x.any(axis=1)] += 0.25 * st.exposure_us * u
+        y[:, hot] = 300.0
+        return y
+
+    side = {"row": 0, "col": 0, "height_mirrors": 912, "width_mirrors": 912}
+    dev = ToyDevice(frames, exposure_us=400.0, frame_time_us=500.0, macro_pixel_mirrors=1, n_features=256,
+                    input_roi=side, camera_roi={"row": 0, "col": 0, "height_px": 20, "width_px": 20})
+    run_probe(Session(dev, make_plan(quick=True, roi_side_px=20)))
+    exposures = [st.exposure_us for st in dev.log]
+    assert exposures[0] == 400.0 and len(exposures) == 2 and exposures[1] > 400.0  # then t_sat
+
+
+def test_probe_grows_a_single_mirror_to_2x2_when_that_suffices():
+    """At 1x1 mirrors the level is a third of the target 0.4 x (255 - 10) = 98 DN: the macro-pixel grows
+    to max(1 + 1, ceil(sqrt(3))) = 2, where the level (x 4) is above half the target, so it stays 2."""
+    e = np.random.default_rng(8).exponential(size=256)
+    level_1x1 = 98.0 / 3 * np.log(2.0) / np.median(e)  # median(signal) / ln 2 = target / 3 at 1x1
+    dev = _toy_probe_device(lambda st, rng: level_1x1 * st.macro_pixel_mirrors**2 * e, exposure_us=400.0,
+                            macro=1, input_side=912)
+    p = run_probe(Session(dev, make_plan(quick=True, roi_side_px=16)))
+    assert p.macro_pixel_mirrors == 2 and [st.macro_pixel_mirrors for st in dev.log][:2] == [1, 2]
+
+
+def test_probe_shrinks_a_2x2_macro_pixel_to_single_mirrors():
+    """100 DN per us per mirror^2 of exponential speckle: at the 1 us floor with 2x2 mirrors 54 % of the
+    pixels clip (P(400 E > 245)), with 1x1 about 9 % (P(100 E > 245)), under the 30 % limit."""
+    e = np.random.default_rng(9).exponential(size=256)
+    dev = _toy_probe_device(lambda st, rng: 100.0 * st.exposure_us * st.macro_pixel_mirrors**2 * e,
+                            exposure_us=1.0, macro=2, input_side=912)
+    p = run_probe(Session(dev, make_plan(quick=True, roi_side_px=16)))
+    assert p.macro_pixel_mirrors == 1 and [st.macro_pixel_mirrors for st in dev.log][:2] == [2, 1]
+
 @pytest.mark.parametrize("black, raises", [(254.0, True), (253.0, False)])
 def test_probe_refuses_dark_frames_at_the_adc_maximum(black, raises):
     """Dark frames whose median is within 1 DN of the ADC maximum (254 of 255) mean the black level or
@@ -256,6 +299,31 @@ def test_noise_check_of_a_noisy_device():
     assert r.dark_mean_dn == pytest.approx(10.0, abs=0.2)
     assert r.dark_spatial_std_dn == pytest.approx(2.0 / math.sqrt(8), rel=0.15)  # 256 means of 8
 
+
+
+def test_noise_check_reports_the_unbiased_temporal_variance():
+    """Each pattern (and the dark frame) alternates between two levels 2 DN apart over its 8 repeats,
+    whatever the acquisition order: four at a, four at a + 2, so the sample variance (ddof 1) is
+    4 x 1^2 x 2 / 7 = 8/7 DN^2 on every pixel."""
+    seen: dict[bytes, int] = {}
+
+    def frames(st, x, rng):
+        y = 10.0 + 50.0 * x.any(axis=1, keepdims=True) * np.ones((1, st.camera_roi.n_pixels))
+        for i, row in enumerate(x):
+            k = seen.get(row.tobytes(), 0)
+            seen[row.tobytes()] = k + 1
+            y[i] += 2.0 * (k % 2)
+        return y
+
+    dev = ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+    plan = make_plan(quick=True, roi_side_px=16)
+    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
+    probe = Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
+                  saturation_signal_dn=245.0, unit_exposure_us=800.0)
+    r = run_noise_check(Session(dev, plan), probe)
+    assert sorted(seen.values()) == [8] * 5  # 4 patterns and the dark frame, 8 repeats each
+    assert r.max_temporal_var_dn2 == pytest.approx(8 / 7, rel=1e-12)
+    assert r.measurable and r.varying_fraction == 1.0
 
 # --------------------------------------------------------------------------- dark
 
@@ -425,6 +493,8 @@ def test_photon_transfer_exposures_frames_and_units(staged):
     assert p.saturation_dn.note == "signal above dark where pixels are pinned"
     assert p.ptc_offset_dn2.note == "sigma_y.dark^2 + K^2 I_dark t seen by the fit"
     assert p.responsivity_e_per_mirror_us.note == "QE x photons per mirror per us"
+    # the laser fluctuation is measured here, not bounded
+    assert p.laser_fluctuation_rel.note == "relative std of the per-frame common factor"
     assert (p.macro_pixel_mirrors, p.lit_mirrors) == (probe.macro_pixel_mirrors, probe.lit_mirrors)
 
 
@@ -459,13 +529,82 @@ def test_photon_transfer_of_a_device_that_never_saturates(staged):
     s = Session(dev, make_plan(quick=True, roi_side_px=16))
     probe = staged.probe
     s.configure(n_features=probe.patterns.shape[1], macro_pixel_mirrors=probe.macro_pixel_mirrors)
-    p, _ = run_photon_transfer(s, probe)
+    p = run_photon_transfer(s, probe)
     note = "no pixel reached saturation at the longest exposure"
     for name, unit in (("saturation_dn", "DN"), ("saturation_capacity_e", "e-"), ("snr_max", "1")):
         f = getattr(p, name)
         assert (f.value, f.uncertainty, f.unit, f.note) == (None, None, unit, note), name
     assert p.saturation_limited_by == "not_reached"
     assert_consistent(p.system_gain_dn_per_e, K_TRUE, n_se=4, what="K")
+
+
+def test_photon_transfer_after_the_light_fell_says_what_it_cannot_measure(staged):
+    """The probe ran on the bright device; the light then fell 300x (a laser failing mid-calibration):
+    no pattern is bright enough for the laser estimate, no exposure is bright and unsaturated enough for
+    the speckle grain, no pixel lies in 5-95 % of saturation at the reference exposure. The stage
+    returns those figures empty, in their units and saying why, instead of failing inside numpy."""
+    dev = _sim(laser={"photons_per_mirror_us": FLUX / 300})
+    s = Session(dev, make_plan(quick=True, roi_side_px=16))
+    probe = staged.probe
+    s.configure(n_features=probe.patterns.shape[1], macro_pixel_mirrors=probe.macro_pixel_mirrors)
+    p = run_photon_transfer(s, probe)
+
+    def parts(f):
+        return f.value, f.uncertainty, f.unit, f.note
+
+    assert parts(p.laser_fluctuation_rel) == (None, None, "1", "no exposure bright enough")
+    assert parts(p.speckle_grain_px) == (None, None, "px", "no unsaturated bright exposure")
+    note = "no pixel between 5 and 95 % of saturation at the reference exposure"
+    for f in (p.linearity_error_min_pct, p.linearity_error_max_pct):
+        assert parts(f) == (None, None, "%", note)
+    assert p.linearity_levels_pct == [] and p.linearity_deviation_pct == []
+    assert p.saturation_limited_by == "not_reached"
+
+
+def _ptc_on_toy(signal, hot=None):
+    """The photon-transfer stage on a 16x16 toy: lit frames add ``signal(exposure_us)`` (256,) DN to a
+    10 DN black level, with noise of variance 1 + 0.05 x signal; ``hot`` pixels sit at the ADC maximum in
+    every frame. A hand-made probe: 4 half-lit patterns, saturation at 245 DN, unit exposure 800 us."""
+    def frames(st, x, rng):
+        sig = signal(st.exposure_us)[None, :] * x.any(axis=1, keepdims=True)
+        y = 10.0 + sig + rng.normal(0.0, 1.0, sig.shape) * np.sqrt(1.0 + 0.05 * sig)
+        if hot is not None:
+            y[:, hot] = 300.0
+        return y
+
+    dev = ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+    plan = make_plan(quick=True, roi_side_px=16)
+    s = Session(dev, plan)
+    s.configure(n_features=plan.ptc_features, macro_pixel_mirrors=2)
+    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
+    probe = Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
+                  saturation_signal_dn=245.0, unit_exposure_us=800.0)
+    return run_photon_transfer(s, probe)
+
+
+def test_photon_transfer_rate_with_pixels_pinned_at_every_exposure():
+    """5 % hot pixels: no exposure has 99.9 % of its pixels unsaturated, so the exposure level (DN per
+    us) is the first exposure's mean signal over its exposure: 0.2 DN/us x u on the live pixels, 0 on
+    the hot ones."""
+    u = np.random.default_rng(4).uniform(0.5, 1.5, 256)
+    hot = np.zeros(256, bool)
+    hot[::20] = True  # 13 of 256 pixels
+    p = _ptc_on_toy(lambda t: 0.2 * t * u, hot)
+    expected = 0.2 * u[~hot].sum() / 256  # DN per us, averaged over all 256 pixels
+    # at 24 us (4.6 DN a pixel on average) the 4-frame dark subtracted from every pixel dominates the
+    # noise: 0.5 DN / sqrt(256 pixels) = 0.03 DN, 0.7 % of the signal; 3 % is over 4 standard errors
+    assert p.exposure_level_dn_per_us == pytest.approx(expected, rel=0.03)
+
+
+def test_photon_transfer_linearity_is_relative_to_the_quarter_saturation_exposure():
+    """A response that grows faster than linear, s = a t (1 + b t) with b = 1/1000 per us: relative to
+    the reference exposure t_ref = 0.25 x 800 = 200 us (docs), a point at t deviates by
+    b (t - t_ref) / (1 + b t_ref): -15 % at 24 us, +17 % at 400 us. Both signs must appear."""
+    u = np.random.default_rng(5).uniform(0.8, 1.2, 256)
+    p = _ptc_on_toy(lambda t: 0.22 * t * (1 + t / 1000) * u)
+    dev = np.array(p.linearity_deviation_pct)
+    assert dev.min() < -8 and dev.max() > 8, dev
+    assert p.linearity_error_min_pct.value == dev.min() and p.linearity_error_max_pct.value == dev.max()
 
 
 def test_photon_transfer_linearity_of_a_linear_camera(staged):
@@ -647,6 +786,9 @@ def test_stability_stops_once_the_correlation_falls_below_e_minus_2():
     assert tau.bound is None and tau.value == pytest.approx(60.0, rel=0.15)
     assert tau.note == "field decorrelation time: corr_I = A exp(-2t/tau)"
     assert st.intensity_decorrelation_time_s.value == pytest.approx(tau.value / 2)
+    # tau = 2 tau_I: its standard error doubles too
+    tau_i_se = st.intensity_decorrelation_time_s.uncertainty
+    assert tau.uncertainty > 0 and tau.uncertainty == pytest.approx(2 * tau_i_se)
 
 
 def test_stability_lower_bound_of_a_static_medium():
@@ -661,7 +803,7 @@ def test_stability_lower_bound_of_a_static_medium():
     assert ti.value == pytest.approx(t / -math.log(r_lo), rel=1e-9)
     assert st.decorrelation_time_s.value == pytest.approx(2 * ti.value, rel=1e-12)
     assert st.decorrelation_time_s.bound == "lower"
-    assert st.decorrelation_time_s.note == "no decorrelation seen within 10 s of device time"
+    assert st.decorrelation_time_s.note == ti.note == "no decorrelation seen within 10 s of device time"
     assert ti.value > 10 * t
 
 

@@ -191,6 +191,14 @@ def test_twin_carries_the_report_figures():
     assert dmd.macro_pixel_mirrors == 4
 
 
+def test_twin_flux_is_the_measured_responsivity_over_the_assumed_qe():
+    """A responsivity unlike the preset's (0.003 e-/(mirror us) there gives the LaserConfig default flux
+    0.005): 0.0042 / 0.6 = 0.007 photons per mirror per us."""
+    r = synthetic_report()
+    r.photon_transfer.responsivity_e_per_mirror_us = fig(0.0042, 0.0001, "e-/(mirror us)")
+    assert build_twin(r).laser.photons_per_mirror_us == pytest.approx(0.007, rel=1e-12)
+
+
 def test_twin_of_an_adc_limited_device_puts_the_well_beyond_the_adc_range():
     r = synthetic_report()
     r.photon_transfer.saturation_limited_by = "adc"
@@ -506,3 +514,16 @@ def test_half_lit_patterns():
 def test_synthetic_settings_are_valid_device_settings():
     """Guard for the fixtures above: the hand-made report's settings are real DeviceSettings."""
     assert SETTINGS.adc_max_dn == 1023 and SETTINGS.macro_pixel_mirrors == 4
+
+
+
+def test_grid_devices_are_the_documented_changes_on_the_seed_7_preset():
+    """bench/calibration.py and the round-trip tests compare against these configurations: each is
+    ``opu.realistic(seed=7)`` with its grid changes, nothing else."""
+    import opu
+    from host.calibration.reference_devices import GRID, grid_config
+
+    for name, (changes, _) in GRID.items():
+        cfg = grid_config(name)
+        assert cfg == opu.realistic(seed=7).replace(**changes), name
+        assert cfg.seed == 7 and cfg != opu.realistic(seed=8).replace(**changes), name
