@@ -333,6 +333,15 @@ def test_exponential_decay_recovers_exact_parameters():
     assert se_a < 1e-6 and se_tau < 1e-5  # errors scaled by the (zero) residuals: absolute_sigma False
 
 
+def test_exponential_decay_recovers_a_sub_second_time_constant():
+    """Time in any unit: a decay of tau = 0.04 (a fast-drifting medium sampled every 10 ms) is fitted as
+    such, not held at some floor (tau is only kept positive)."""
+    t = np.linspace(0.0, 0.1, 11)
+    c = 0.7 * np.exp(-t / 0.04)
+    a, _, tau, _ = fit_exponential_decay(t, c, np.full_like(t, 0.01))
+    assert a == pytest.approx(0.7, rel=1e-6) and tau == pytest.approx(0.04, rel=1e-6)
+
+
 def test_exponential_decay_errors_match_a_monte_carlo():
     """Noisy data (se 0.01): over 400 fits the spread of tau and A is the mean reported error (the std of
     400 samples is known to 3.5 %; the residual-scaled errors scatter too: tolerance 15 %)."""
