@@ -85,6 +85,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     # the frontier comparison of bp and DFA rests on, and still draws a straight line
     "lm_flops": ("host/lm/flops.py", ["tests/lm/test_lm_model.py"]),
     "lm_frontier": ("host/lm/frontier.py", ["tests/lm/test_lm_frontier.py"]),
+    # a sweep's table: a wrong mean, spread or grouping over seeds is a wrong conclusion of the sweep
+    "sweep_table": ("host/sweep/table.py", ["tests/sweep/test_sweep_table.py"]),
 }
 
 

@@ -83,14 +83,20 @@ def summarize(
 
 def plot_summary(out_dir: Path, summary: dict, metric: str, x_key: str, n_failed: int) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
+    # one x axis for every line: categorical values (or a mix) get one shared ordered list of
+    # positions, so a line that lacks a value (all its trials there failed) is not shifted under
+    # another line's labels
+    values = sorted({p[0] for series in summary.values() for p in series},
+                    key=lambda v: (isinstance(v, str), v))
+    numeric = all(isinstance(x, int | float) for x in values)
+    position = {x: i for i, x in enumerate(values)}
     for label, series in summary.items():
         xs = [p[0] for p in series]
-        numeric = all(isinstance(x, int | float) for x in xs)
-        pos = xs if numeric else list(range(len(xs)))
+        pos = xs if numeric else [position[x] for x in xs]
         ax.errorbar(pos, [p[1] for p in series], yerr=[p[2] for p in series], marker="o", capsize=3,
                     label=label)
-        if not numeric:
-            ax.set_xticks(pos, [str(x) for x in xs])
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(x) for x in values])
     ax.set_xlabel(x_key)
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     title = "sweep summary" + (f" ({n_failed} failed trial(s) not shown)" if n_failed else "")
