@@ -67,7 +67,7 @@ def temporal_stats(frames: np.ndarray, adc_max: float, dark: np.ndarray | None =
                 continue
             tot = s[k][:, sel].sum(axis=1)
             ref = tot.mean()
-            if ref <= 0:
+            if ref <= 0 or (tot <= 0).any():  # no light to measure a factor on (it would divide by ~0)
                 continue
             factors[k] = tot / ref
         y = dark[None, None, :] + s / factors[:, :, None]

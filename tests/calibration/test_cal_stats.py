@@ -464,3 +464,16 @@ def test_linear_snr_standard_error_matches_a_monte_carlo_at_high_snr():
     assert est.std(ddof=1) == pytest.approx(ses.mean(), rel=0.06)
     # the error is exactly the stated formula for each data set
     np.testing.assert_allclose(ses / est, math.sqrt(2.0 / (v * m) + 2.0 / ((r - 1) * v * m)), rtol=1e-12)
+
+
+def test_common_mode_skips_a_pattern_whose_frames_are_not_all_above_dark():
+    """A faint pattern: mean total signal > 0 but one frame's total at or below 0 (noise around a
+    near-dark level). Its factor would divide that frame by ~0 or flip its sign: it stays 1, and the
+    statistics are those of the uncorrected frames, finite."""
+    dark = np.full(64, 20.0)
+    y = np.full((1, 4, 64), 20.0)
+    y[0, :, :] += np.array([0.5, 0.25, 0.5, -0.25])[:, None]  # frame totals 32, 16, 32, -16 DN
+    st = temporal_stats(y, adc_max=4095, dark=dark, common_mode=True)
+    np.testing.assert_array_equal(st.gain_factors, 1.0)
+    assert np.isfinite(st.var).all() and np.isfinite(st.mean).all()
+    np.testing.assert_allclose(st.mean[0], 20.25)  # the plain mean of 20.5, 20.25, 20.5, 19.75
