@@ -1453,3 +1453,24 @@ def test_camera_from_frames_estimates_the_laser_from_three_bright_patterns_or_mo
         shot = np.array([0.0, 12.5 * m / (12.5 * m) ** 2, 12.5 * m / (12.5 * m) ** 2])
         want = math.sqrt((np.var(lr) - 2 * shot.mean()) / 2)
         assert cam.laser_fluctuation_rel == pytest.approx(want, rel=1e-9)
+
+
+def test_mirror_ids_follow_the_settings_input_roi_and_macro_pixel():
+    """Features fill the ROI's grid of macro-pixels row by row: a 30 x 40-mirror ROI at (10, 20) with
+    4 x 4 macro-pixels has 10 per row, so feature k's top-left mirror is at row 10 + 4 (k // 10),
+    column 20 + 4 (k % 10), id = row x 1140 + column (the DMD is 1140 mirrors wide)."""
+    from host.tm.runner import mirror_ids_of
+
+    settings = {"input_roi": {"row": 10, "col": 20, "height_mirrors": 30, "width_mirrors": 40},
+                "macro_pixel_mirrors": 4}
+    k = np.arange(25)
+    want = (10 + 4 * (k // 10)) * 1140 + 20 + 4 * (k % 10)
+    got = mirror_ids_of(settings, 25)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+    # the ROI's height bounds the features: 7 rows of 10 macro-pixels hold 70
+    import opu
+
+    assert mirror_ids_of(settings, 70)[-1] == (10 + 4 * 6) * 1140 + 20 + 4 * 9
+    with pytest.raises(opu.CapacityError, match="71 features do not fit the 30x40-mirror input ROI"):
+        mirror_ids_of(settings, 71)
