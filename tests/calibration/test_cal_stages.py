@@ -192,7 +192,6 @@ def test_probe_grows_the_macro_pixel_then_stays_linear():
     assert s.frames == 2 + 2 + 2 + 2 + 2 + 2  # dark, level, macro step, halving, saturation dark + frames
 
 
-
 def test_probe_keeps_its_exposure_with_exactly_5_percent_clipped():
     """20 hot pixels of 400 sit at the ADC maximum in every frame: exactly 5 % of the level frames clip,
     whatever the exposure. The probe halves the exposure only *above* 5 % (docs: "stay linear for the
@@ -235,6 +234,7 @@ def test_probe_shrinks_a_2x2_macro_pixel_to_single_mirrors():
     p = run_probe(Session(dev, make_plan(quick=True, roi_side_px=16)))
     assert p.macro_pixel_mirrors == 1 and [st.macro_pixel_mirrors for st in dev.log][:2] == [2, 1]
 
+
 @pytest.mark.parametrize("black, raises", [(254.0, True), (253.0, False)])
 def test_probe_refuses_dark_frames_at_the_adc_maximum(black, raises):
     """Dark frames whose median is within 1 DN of the ADC maximum (254 of 255) mean the black level or
@@ -258,18 +258,29 @@ def test_probe_refuses_dark_frames_at_the_adc_maximum(black, raises):
 # --------------------------------------------------------------------------- noise check
 
 
+def _toy16(frames):
+    """A 16x16-pixel :class:`ToyDevice` with frames from ``frames(settings, patterns, rng)``."""
+    return ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+
+
+def _hand_probe(plan):
+    """The probe's result for the 16x16 toys, by hand: the plan's half-lit patterns of 2x2 mirrors,
+    dark 10 DN, saturation 245 DN above it, unit exposure 800 us."""
+    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
+    return Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
+                 saturation_signal_dn=245.0, unit_exposure_us=800.0)
+
+
 def _noise_check_on(noise_dn):
     """A 16x16 toy: dark 10 DN, +50 DN where a feature is lit, plus ``noise_dn`` of Gaussian noise."""
     def frames(st, x, rng):
         y = 10.0 + 50.0 * x.any(axis=1, keepdims=True) * np.ones((1, st.camera_roi.n_pixels))
         return y + rng.normal(0.0, noise_dn, y.shape) if noise_dn else y
 
-    dev = ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+    dev = _toy16(frames)
     plan = make_plan(quick=True, roi_side_px=16)
     s = Session(dev, plan)
-    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
-    probe = Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
-                  saturation_signal_dn=245.0, unit_exposure_us=800.0)
+    probe = _hand_probe(plan)
     return run_noise_check(s, probe), s, dev
 
 
@@ -300,7 +311,6 @@ def test_noise_check_of_a_noisy_device():
     assert r.dark_spatial_std_dn == pytest.approx(2.0 / math.sqrt(8), rel=0.15)  # 256 means of 8
 
 
-
 def test_noise_check_reports_the_unbiased_temporal_variance():
     """Each pattern (and the dark frame) alternates between two levels 2 DN apart over its 8 repeats,
     whatever the acquisition order: four at a, four at a + 2, so the sample variance (ddof 1) is
@@ -315,15 +325,14 @@ def test_noise_check_reports_the_unbiased_temporal_variance():
             y[i] += 2.0 * (k % 2)
         return y
 
-    dev = ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+    dev = _toy16(frames)
     plan = make_plan(quick=True, roi_side_px=16)
-    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
-    probe = Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
-                  saturation_signal_dn=245.0, unit_exposure_us=800.0)
+    probe = _hand_probe(plan)
     r = run_noise_check(Session(dev, plan), probe)
     assert sorted(seen.values()) == [8] * 5  # 4 patterns and the dark frame, 8 repeats each
     assert r.max_temporal_var_dn2 == pytest.approx(8 / 7, rel=1e-12)
     assert r.measurable and r.varying_fraction == 1.0
+
 
 # --------------------------------------------------------------------------- dark
 
@@ -576,13 +585,11 @@ def _ptc_on_toy(signal, hot=None):
             y[:, hot] = 300.0
         return y
 
-    dev = ToyDevice(frames, camera_roi={"row": 0, "col": 0, "height_px": 16, "width_px": 16})
+    dev = _toy16(frames)
     plan = make_plan(quick=True, roi_side_px=16)
     s = Session(dev, plan)
     s.configure(n_features=plan.ptc_features, macro_pixel_mirrors=2)
-    patterns = half_lit_patterns(plan.ptc_patterns, plan.ptc_features, seed=1)
-    probe = Probe(macro_pixel_mirrors=2, lit_mirrors=128 * 4, patterns=patterns, dark_dn=np.full(256, 10.0),
-                  saturation_signal_dn=245.0, unit_exposure_us=800.0)
+    probe = _hand_probe(plan)
     return run_photon_transfer(s, probe)
 
 

@@ -516,7 +516,6 @@ def test_synthetic_settings_are_valid_device_settings():
     assert SETTINGS.adc_max_dn == 1023 and SETTINGS.macro_pixel_mirrors == 4
 
 
-
 def test_grid_devices_are_the_documented_changes_on_the_seed_7_preset():
     """bench/calibration.py and the round-trip tests compare against these configurations: each is
     ``opu.realistic(seed=7)`` with its grid changes, nothing else."""

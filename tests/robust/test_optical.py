@@ -116,7 +116,6 @@ def test_acquire_keeps_the_frame_dtype_and_chunks_large_batches(layer):
     assert np.mean(got.astype(np.float64) == ref) > 0.9
 
 
-
 def test_attach_refuses_stored_settings_of_another_layer(layer):
     stored = layer.settings
     dev = drivers.connect("sim")
